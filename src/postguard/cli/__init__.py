@@ -1,1 +1,1 @@
-
+"""Command-line interface: one module per subcommand, no business logic."""

@@ -1,1 +1,1 @@
-
+"""The only asyncio/socket code: streams, STARTTLS and the exception boundary."""

@@ -1,1 +1,1 @@
-
+"""Events, structured logs and (later) metrics."""

@@ -1,0 +1,146 @@
+"""``postguard serve``: run the server, on embedded defaults or a configuration file.
+
+With no ``--config``, postguard uses its embedded defaults in the data
+directory (``--data-dir``, else ``$POSTGUARD_DATA_DIR``, else
+``./postguard-data``): development certificates, a local domain with one
+test mailbox, and unprivileged loopback ports. It writes a commented
+``postguard.toml`` there to start a real configuration from, and prints one
+line per listener and a ready-to-run ``swaks`` command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError, default_config, load_config, render_sample
+from ..config.schema import Config
+from ..observability import logging as pg_logging
+from ..server.app import MailServer
+from ..server.privileges import PrivilegeError, drop_privileges
+from ..tls.certstore import CertificateError
+from .main import EX_CONFIG, EX_OK, EX_UNAVAILABLE
+
+DATA_DIR_ENV = "POSTGUARD_DATA_DIR"
+DEFAULT_DATA_DIR = Path("postguard-data")
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``serve``."""
+    parser = sub.add_parser("serve", help="run the mail server")
+    parser.add_argument("--config", type=Path, help="configuration file (TOML)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help=f"data directory (default: ${DATA_DIR_ENV} or ./{DEFAULT_DATA_DIR})",
+    )
+    parser.set_defaults(run=run)
+
+
+def _data_dir(args: argparse.Namespace) -> Path | None:
+    if args.data_dir is not None:
+        return Path(args.data_dir)
+    env = os.environ.get(DATA_DIR_ENV)
+    return Path(env) if env else None
+
+
+def load(args: argparse.Namespace) -> Config:
+    """The configuration to run: the file given, or the embedded defaults."""
+    data_dir = _data_dir(args)
+    if args.config is not None:
+        return load_config(args.config, data_dir_override=data_dir.absolute() if data_dir else None)
+    data_dir = (data_dir or DEFAULT_DATA_DIR).absolute()
+    config = default_config(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    sample = data_dir / "postguard.toml"
+    if not sample.exists():
+        sample.write_text(render_sample(config), encoding="utf-8")
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the server and run until SIGTERM/SIGINT."""
+    try:
+        config = load(args)
+    except ConfigError as exc:
+        print(f"postguard: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    pg_logging.configure(config.log.format, config.log.level)
+    try:
+        server = MailServer(config)
+    except CertificateError as exc:
+        print(f"postguard: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    try:
+        server.bind()
+    except OSError as exc:
+        print(f"postguard: {exc.strerror or exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    server.log_weakenings()
+    _print_banner(server, args.config is None)
+    try:
+        drop_privileges(config.server.user, config.server.group, config.server.data_dir)
+    except PrivilegeError as exc:
+        print(f"postguard: {exc}", file=sys.stderr)
+        server.close_sockets()
+        return EX_CONFIG
+    _run_loop(server)
+    return EX_OK
+
+
+def _run_loop(server: MailServer) -> None:
+    async def main() -> None:
+        server.install_signal_handlers()
+        await server.start()
+        print("postguard: ready", flush=True)
+        await server.wait_stopped()
+
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
+
+
+def _print_banner(server: MailServer, defaults: bool) -> None:
+    config = server.config
+    source = "embedded defaults" if defaults else str(config.source)
+    lines = [f"postguard serving {config.server.hostname} ({source}); data in {server.data_dir}"]
+    mx_address = None
+    for listener in server.listeners:
+        rules = listener.ctx.rules
+        if rules.implicit_tls:
+            mode = "implicit TLS (RFC 8314), AUTH required"
+        elif rules.name == "mx":
+            mode = "STARTTLS " + ("required" if rules.mail_requires_tls else "opportunistic")
+        else:
+            mode = "STARTTLS required, AUTH required"
+            if not rules.starttls_required:
+                mode = "STARTTLS optional (allow_plaintext), AUTH required"
+        for address in listener.addresses:
+            url = address.url(rules.implicit_tls)
+            lines.append(f"  {listener.name:<12} {url:<28} {mode}")
+            if listener.name == "mx" and mx_address is None:
+                mx_address = address
+    mailbox = config.local.mailboxes[0] if config.local.mailboxes else None
+    if mx_address is not None and mailbox is not None:
+        host = f"[{mx_address.host}]" if ":" in mx_address.host else mx_address.host
+        ca = server.dev_certificates.ca_cert if server.dev_certificates else None
+        tls_flags = f" --tls --tls-verify --tls-ca-path {ca}" if ca else " --tls"
+        lines.append("Send a test message over STARTTLS:")
+        lines.append(
+            f"  swaks --server {host}:{mx_address.port} --from you@example.com "
+            f"--to {mailbox}{tls_flags}"
+        )
+        lines.append(f"It will appear in {server.maildir_of(mailbox) / 'new'}/")
+    if defaults:
+        lines.append(
+            f"A commented configuration is in {server.data_dir / 'postguard.toml'}; "
+            "run it with: postguard serve --config FILE"
+        )
+    print("\n".join(lines), flush=True)

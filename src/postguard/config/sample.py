@@ -1,0 +1,196 @@
+"""Writing a commented `postguard.toml` that shows a configuration, key by key.
+
+Owns `render_sample`: every key of the schema, with its current value and a comment saying
+what it does, its units and allowed values. Loading the output gives back an equal `Config`
+(the tests check this round trip), so ``postguard`` can write its defaults as a starting file.
+
+Keys absent from the output on purpose, so that the round trip holds:
+- unset optional keys (``server.user``, ``server.group``) appear commented out with an example;
+- boolean weakenings (``allow_*`` in `weakenings.CATALOGUE`) appear commented out while false,
+  under a ``# WEAKENS SECURITY:`` line; when a config turns one on it is written live;
+- with no certificates, ``[[tls.certificate]]`` appears as a commented-out example.
+
+Must not: read or write files; the caller decides where the text goes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from postguard.config.schema import LOG_FORMATS, LOG_LEVELS, Config
+from postguard.config.syntax import format_address, quote
+from postguard.config.units import format_duration, format_size
+from postguard.config.weakenings import CATALOGUE
+
+__all__ = ["render_sample"]
+
+_HEADER = """\
+# postguard.toml: configuration of the postguard SMTP server.
+#
+# Every key is shown with its current value; unknown keys are errors.
+# Sizes are a whole number and a unit: B, KB, KiB, MB, MiB, GB, GiB (e.g. "50MiB").
+# Durations are a whole number and a unit: ms, s, m, h, d (e.g. "30s").
+# Settings marked WEAKENS SECURITY are commented out while off; postguard logs a WARNING
+# at start-up for each one in effect."""
+
+_WEAKENS = {rule.key: rule.explanation for rule in CATALOGUE}
+
+
+def _strings(values: Iterable[str]) -> str:
+    return "[" + ", ".join(quote(value) for value in values) + "]"
+
+
+def _boolean(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _integer(value: int) -> str:
+    return str(value)
+
+
+def _size(value: int) -> str:
+    return quote(format_size(value))
+
+
+def _duration(value: float) -> str:
+    return quote(format_duration(value))
+
+
+def _path(value: Path) -> str:
+    return quote(str(value))
+
+
+def _addresses(value: tuple[tuple[str, int], ...]) -> str:
+    return _strings(format_address(address) for address in value)
+
+
+# (key, value formatter, comment); comments are one line each.
+_Entry = tuple[str, Callable[[Any], str], str]
+
+_SERVER: tuple[_Entry, ...] = (
+    ("hostname", quote, "Host name used in the greeting, the EHLO reply and Received headers."),
+    ("data_dir", _path, "Queue, spool and mail live here. Relative: to this file's directory."),
+    ("user", quote, 'User to run as when started as root; unset means "nobody".'),
+    ("group", quote, "Group to run as when started as root; unset means the user's group."),
+    ("shutdown_grace", _duration, "On shutdown, time given to sessions and deliveries to end."),
+)
+_LIMITS: tuple[_Entry, ...] = (
+    ("max_message_size", _size, "Largest message accepted (a size; advertised as SIZE)."),
+    ("max_recipients", _integer, "Most recipients per message (RFC 5321 asks for >= 100)."),
+    ("idle_timeout", _duration, "Close a connection idle this long between transactions."),
+    ("command_timeout", _duration, "Wait this long for the next command (RFC 5321: 5m)."),
+    ("data_timeout", _duration, "Wait this long for each read of a message body (RFC 5321: 3m)."),
+    ("max_connections", _integer, "Most concurrent connections, all listeners together."),
+    ("max_connections_per_ip", _integer, "Most concurrent connections from one IP address."),
+)
+_TLS: tuple[_Entry, ...] = (
+    ("min_version", quote, 'Lowest TLS version accepted: "1.2" or "1.3" (or a legacy one).'),
+    ("allow_legacy_tls_versions", _boolean, 'Allow min_version "1.0" or "1.1".'),
+    ("watch_interval", _duration, "How often certificate files are checked for changes."),
+)
+_CERTIFICATE = "Certificate chain (PEM) and its private key. Relative paths: to data_dir."
+_ADDRESSES = 'Where: "IPv4:port", "[IPv6]:port", "localhost:port" or "*:port"; port 0 = any.'
+_LISTENER_COMMON: tuple[_Entry, ...] = (
+    ("enabled", _boolean, "Whether this listener runs."),
+    ("addresses", _addresses, _ADDRESSES),
+)
+_LISTENER_EXTRA: dict[str, tuple[_Entry, ...]] = {
+    "mx": (("tls", lambda mode: quote(mode.value), 'STARTTLS: "opportunistic" or "required".'),),
+    "submission": (("allow_plaintext", _boolean, "Accept AUTH and MAIL before STARTTLS."),),
+    "submissions": (),
+}
+_LISTENER_TITLES = {
+    "mx": "Mail from other servers (port 25 in production). STARTTLS is offered.",
+    "submission": "Mail from your users' clients (port 587). STARTTLS is required.",
+    "submissions": "Mail from your users' clients over implicit TLS (port 465, RFC 8314).",
+}
+_LOCAL: tuple[_Entry, ...] = (
+    ("domains", _strings, "Domains delivered here (lowercase; IDNs as xn--)."),
+    ("mailboxes", _strings, "Addresses with a mailbox; each in one of the domains above."),
+    ("maildir_root", _path, "One Maildir per mailbox under here. Relative paths: to data_dir."),
+)
+_LOG: tuple[_Entry, ...] = (
+    ("format", quote, f"Log format: {', '.join(LOG_FORMATS)}."),
+    ("level", quote, f"Least severe level logged: {', '.join(LOG_LEVELS)}."),
+)
+_EXAMPLES = {"server.user": '"postguard"', "server.group": '"postguard"'}
+
+
+def _relative(path: Path, base: Path) -> Path:
+    """Write ``path`` relative to ``base`` when it lies under it, as the loader resolves it."""
+    return path.relative_to(base) if path.is_relative_to(base) else path
+
+
+class _Writer:
+    """Accumulates the sample's lines: table headers, comments and keys."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = [_HEADER]
+
+    def table(self, header: str, comment: str | None = None) -> None:
+        self.lines.append("")
+        if comment:
+            self.lines.append(f"# {comment}")
+        self.lines.append(header)
+
+    def entries(self, table: str, settings: object, entries: Iterable[_Entry]) -> None:
+        for name, render, comment in entries:
+            key = f"{table}.{name}"
+            value = getattr(settings, name)
+            self.lines.append(f"# {comment}")
+            if key in _WEAKENS:
+                self.lines.append(f"# WEAKENS SECURITY: {_WEAKENS[key]}")
+            if value is None:
+                self.lines.append(f"# {name} = {_EXAMPLES[key]}")
+            elif value is False and key in _WEAKENS:
+                self.lines.append(f"# {name} = false")
+            else:
+                self.lines.append(f"{name} = {render(value)}")
+
+
+def render_sample(config: Config) -> str:
+    """Render ``config`` as a commented `postguard.toml`.
+
+    Args:
+        config: The configuration to show, e.g. `default_config(data_dir)`.
+
+    Returns:
+        TOML text that `load_config` reads back into a `Config` equal to ``config``.
+    """
+    data_dir = config.server.data_dir
+    out = _Writer()
+    out.table("[server]")
+    out.entries("server", config.server, _SERVER)
+    out.table("[limits]", "Budgets that keep one client from exhausting the server.")
+    out.entries("limits", config.limits, _LIMITS)
+    out.table("[tls]")
+    out.entries("tls", config.tls, _TLS)
+    if not config.tls.certificates:
+        out.lines += [
+            "",
+            "# Certificates to serve, one [[tls.certificate]] table each; with none, postguard",
+            "# generates development certificates that clients will not trust.",
+            f"# {_CERTIFICATE}",
+            "# [[tls.certificate]]",
+            '# cert = "certs/mail.example.org.pem"',
+            '# key = "certs/mail.example.org.key"',
+        ]
+    for certificate in config.tls.certificates:
+        out.table("[[tls.certificate]]", _CERTIFICATE)
+        out.lines.append(f"cert = {quote(str(_relative(certificate.cert, data_dir)))}")
+        out.lines.append(f"key = {quote(str(_relative(certificate.key, data_dir)))}")
+    for listener in config.listeners:
+        out.table(f"[listener.{listener.name}]", _LISTENER_TITLES[listener.name])
+        table = f"listener.{listener.name}"
+        out.entries(table, listener, _LISTENER_COMMON + _LISTENER_EXTRA[listener.name])
+    out.table("[local]", "Local delivery.")
+    local = replace(config.local, maildir_root=_relative(config.local.maildir_root, data_dir))
+    out.entries("local", local, _LOCAL)
+    out.table("[local.aliases]", "Alias address = mailbox it delivers to (a local mailbox).")
+    out.lines += [f"{quote(alias)} = {quote(target)}" for alias, target in local.aliases.items()]
+    out.table("[log]")
+    out.entries("log", config.log, _LOG)
+    return "\n".join(out.lines) + "\n"

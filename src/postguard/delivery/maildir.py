@@ -1,0 +1,96 @@
+"""Local delivery into Maildir folders (tmp → fsync → rename into new/ → fsync new/).
+
+Layout: ``<maildir_root>/<domain>/<local part>/{tmp,new,cur}``, created on first
+delivery with mode 0700. File names follow the Maildir convention
+(``<seconds>.M<µs>P<pid>Q<counter>R<random>.<host>,S=<size>``), unique per host.
+
+Must not: read or change the queue; it only returns outcomes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import os
+import secrets
+import socket
+import time
+from pathlib import Path
+
+from ..protocol.replies import Reply
+from ..queue.fsync import fsync_directory
+from .base import Delivered, Outcome, PermanentFailure, TemporaryFailure
+
+_R452_STORAGE = Reply.of(452, "4.3.1", "Insufficient system storage")
+_R451_LOCAL = Reply.of(451, "4.3.0", "Local delivery error")
+_R550_BAD_MAILBOX = Reply.of(550, "5.1.1", "Mailbox unavailable")
+_counter = itertools.count()
+
+
+def maildir_path(root: Path, mailbox: str) -> Path:
+    """The Maildir of ``mailbox`` ("user@domain") under ``root``.
+
+    Raises:
+        ValueError: if the mailbox would escape ``root`` (defence in depth: the
+            configuration already restricts mailbox names).
+    """
+    local, _, domain = mailbox.lower().rpartition("@")
+    if not local or not domain or any(p in ("", ".", "..") or "/" in p for p in (local, domain)):
+        raise ValueError(f"unsafe mailbox name {mailbox!r}")
+    return root / domain / local
+
+
+def ensure_maildir(path: Path) -> None:
+    """Create tmp/, new/ and cur/ if missing."""
+    for sub in ("tmp", "new", "cur"):
+        (path / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+class MaildirAgent:
+    """Delivers to local Maildirs."""
+
+    name = "maildir"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+
+    def deliver(self, content: bytes, mailboxes: list[str]) -> dict[str, Outcome]:
+        """Store one copy per mailbox; see :class:`~postguard.delivery.base.DeliveryAgent`."""
+        return {mailbox: self._deliver_one(content, mailbox) for mailbox in mailboxes}
+
+    def _deliver_one(self, content: bytes, mailbox: str) -> Outcome:
+        try:
+            path = maildir_path(self.root, mailbox)
+        except ValueError as exc:
+            return PermanentFailure(_R550_BAD_MAILBOX, str(exc))
+        name = self._unique_name(len(content))
+        tmp = path / "tmp" / name
+        try:
+            ensure_maildir(path)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                view = memoryview(content)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, path / "new" / name)
+            fsync_directory(path / "new")
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            reply = _R452_STORAGE if exc.errno in (errno.ENOSPC, errno.EDQUOT) else _R451_LOCAL
+            return TemporaryFailure(reply, f"{mailbox}: {exc}")
+        return Delivered()
+
+    def _unique_name(self, size: int) -> str:
+        now = time.time()
+        sec = int(now)
+        usec = int((now - sec) * 1_000_000)
+        return (
+            f"{sec}.M{usec}P{os.getpid()}Q{next(_counter)}R{secrets.token_hex(4)}"
+            f".{self._host},S={size}"
+        )

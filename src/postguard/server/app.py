@@ -1,0 +1,219 @@
+"""MailServer: builds the running server from a Config and owns its lifecycle.
+
+Order of start-up: load certificates (generating development ones when none
+are configured) → bind every listener socket → (as root) drop privileges →
+recover the spool → start delivery → start accepting. Shutdown (SIGTERM):
+stop accepting, let open transactions finish within ``shutdown_grace``, send
+421 to the rest, then stop delivery. SIGHUP reloads certificates; they are
+also reloaded when their files change. Live sessions are never dropped by a
+reload.
+
+Must not: parse SMTP or decide policy; it wires the parts together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ..config.schema import Config, ListenerSettings, TlsMode
+from ..config.weakenings import find_weakenings
+from ..delivery.maildir import MaildirAgent
+from ..intake.intake import Intake
+from ..observability.events import ServerEvent, TlsEvent
+from ..observability.logging import log_event
+from ..policy.relay import LocalRecipients
+from ..policy.submission import ListenerRules
+from ..protocol.options import ServerOptions
+from ..queue.manager import QueueManager
+from ..queue.spool import Spool
+from ..tls.certstore import CertificatePair, CertificateStore, server_name_of
+from ..tls.devcerts import DevCertificates, ensure_dev_certificates
+from .connection import Timeouts
+from .limits import ConnectionLimiter
+from .listeners import Listener, bind_socket
+from .session import SessionContext
+
+IO_THREADS = 16  # fsync-bound work; several in flight let the disk batch them
+
+
+def listener_rules(settings: ListenerSettings) -> ListenerRules:
+    """The security rules of a configured listener."""
+    if settings.name == "mx":
+        return ListenerRules(name="mx", mail_requires_tls=settings.tls is TlsMode.REQUIRED)
+    plaintext_ok = settings.allow_plaintext
+    return ListenerRules(
+        name=settings.name,
+        implicit_tls=settings.tls is TlsMode.IMPLICIT,
+        starttls_required=not plaintext_ok,
+        auth_required=True,
+    )
+
+
+class MailServer:
+    """One postguard server process."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.data_dir = config.server.data_dir
+        self.executor = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="pg-io")
+        self.dev_certificates: DevCertificates | None = None
+        self.certificates = self._load_certificates()
+        self.listeners: list[Listener] = []
+        self.spool: Spool | None = None
+        self.queue: QueueManager | None = None
+        self._stopping = asyncio.Event()
+        self._watch_task: asyncio.Task[None] | None = None
+
+    def _load_certificates(self) -> CertificateStore:
+        tls = self.config.tls
+        if tls.certificates:
+            pairs = [CertificatePair(c.cert, c.key) for c in tls.certificates]
+        else:
+            hostnames = sorted({"localhost", self.config.server.hostname})
+            self.dev_certificates = ensure_dev_certificates(
+                self.data_dir / "tls", hostnames=hostnames
+            )
+            pairs = [CertificatePair(self.dev_certificates.cert, self.dev_certificates.key)]
+        return CertificateStore(pairs, min_version=tls.min_version)  # type: ignore[arg-type]
+
+    def bind(self) -> None:
+        """Bind every enabled listener's sockets (before dropping privileges).
+
+        Raises:
+            OSError: an address could not be bound; the message names it.
+        """
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        spool = Spool(self.data_dir / "queue", self.executor)
+        self.spool = spool
+        agent = MaildirAgent(self.config.local.maildir_root)
+        self.queue = QueueManager(spool, agent, executor=self.executor)
+        intake = Intake(spool, self.config.server.hostname, self.queue.submit)
+        local = self.config.local
+        recipients = LocalRecipients(local.domains, local.mailboxes, local.aliases)
+        limits = self.config.limits
+        limiter = ConnectionLimiter(limits.max_connections, limits.max_connections_per_ip)
+        timeouts = Timeouts(
+            idle=limits.idle_timeout, command=limits.command_timeout, data=limits.data_timeout
+        )
+        for settings in self.config.listeners:
+            if not settings.enabled:
+                continue
+            rules = listener_rules(settings)
+            options = ServerOptions(
+                max_message_size=limits.max_message_size,
+                max_recipients=limits.max_recipients,
+                starttls=not rules.implicit_tls,
+                implicit_tls=rules.implicit_tls,
+            )
+            ctx = SessionContext(
+                hostname=self.config.server.hostname,
+                rules=rules,
+                options=options,
+                recipients=recipients,
+                intake=intake,
+                tls_available=True,
+            )
+            sockets: list[socket.socket] = []
+            try:
+                for host, port in settings.addresses:
+                    sockets += bind_socket(host, port)
+            except OSError as exc:
+                for s in sockets:
+                    s.close()
+                self.close_sockets()
+                where = f"listener.{settings.name}: cannot bind {host}:{port}"
+                raise OSError(exc.errno, f"{where}: {exc.strerror}") from None
+            self.listeners.append(
+                Listener(
+                    ctx,
+                    sockets=sockets,
+                    limiter=limiter,
+                    timeouts=timeouts,
+                    tls_context=self.certificates.ssl_context,
+                    server_name_of=server_name_of,  # type: ignore[arg-type]
+                )
+            )
+
+    def close_sockets(self) -> None:
+        """Close bound sockets of listeners that never started."""
+        for listener in self.listeners:
+            for sock in listener.sockets:
+                sock.close()
+
+    def log_weakenings(self) -> None:
+        """Log every security-weakening setting in force, as a WARNING."""
+        for weakening in find_weakenings(self.config):
+            log_event(ServerEvent.WEAKENING, logging.WARNING, setting=str(weakening))
+
+    async def start(self) -> None:
+        """Recover the spool, start delivery and start accepting connections."""
+        assert self.queue is not None, "bind() first"
+        recovered = self.queue.recover()
+        self.queue.start()
+        for listener in self.listeners:
+            await listener.start()
+            for address in listener.addresses:
+                log_event(
+                    ServerEvent.LISTENING,
+                    listener=listener.name,
+                    address=address.url(listener.ctx.rules.implicit_tls),
+                )
+        self._watch_task = asyncio.get_running_loop().create_task(
+            self.certificates.watch(self.config.tls.watch_interval)
+        )
+        log_event(ServerEvent.STARTED, recovered=recovered)
+
+    def reload_certificates(self) -> bool:
+        """Reload certificate files now (SIGHUP); the old ones stay on failure."""
+        ok = self.certificates.reload()
+        log_event(
+            TlsEvent.CERTIFICATES_RELOADED if ok else TlsEvent.CERTIFICATE_RELOAD_FAILED,
+            logging.INFO if ok else logging.ERROR,
+        )
+        return ok
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT: graceful shutdown; SIGHUP: reload certificates."""
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_certificates)
+
+    def request_stop(self) -> None:
+        """Begin graceful shutdown (idempotent)."""
+        if not self._stopping.is_set():
+            log_event(ServerEvent.SHUTDOWN_REQUESTED)
+            self._stopping.set()
+
+    async def wait_stopped(self) -> None:
+        """Block until :meth:`request_stop`, then shut down gracefully."""
+        await self._stopping.wait()
+        await self.shutdown()
+
+    async def shutdown(self, grace: float | None = None) -> None:
+        """Stop accepting, finish or 421 open sessions, stop delivery."""
+        grace = self.config.server.shutdown_grace if grace is None else grace
+        for listener in self.listeners:
+            listener.stop_accepting()
+        for listener in self.listeners:
+            listener.request_shutdown()
+        await asyncio.gather(*(lst.wait_closed(grace) for lst in self.listeners))
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+        if self.queue is not None:
+            await self.queue.stop()
+        self.executor.shutdown(wait=True)
+        log_event(ServerEvent.STOPPED)
+
+    def maildir_of(self, mailbox: str) -> Path:
+        """Where ``mailbox``'s Maildir lives (for the start-up hint and tests)."""
+        local, _, domain = mailbox.lower().rpartition("@")
+        return self.config.local.maildir_root / domain / local

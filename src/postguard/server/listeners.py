@@ -1,0 +1,182 @@
+"""Listeners: bound sockets, each with its TLS mode and rules (mx, submission, submissions).
+
+Sockets are bound first (possibly as root, for ports 25/465/587) and served
+later, after privileges are dropped (``server/privileges.py``). Each accepted
+connection gets a session id, passes the connection limiter (421 4.7.0 when
+over), and runs as its own task.
+
+Implicit TLS (``submissions``, RFC 8314) is asyncio's server-side TLS: a
+plaintext client never completes the handshake and never sees a greeting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..net.streams import DEFAULT_HANDSHAKE_TIMEOUT, SmtpStream
+from ..observability.events import SmtpEvent
+from ..observability.logging import log_event
+from ..protocol import replies
+from ..protocol.server import ServerConnection
+from .connection import Connection, Timeouts
+from .limits import ConnectionLimiter
+from .session import Session, SessionContext
+
+LISTEN_BACKLOG = 512
+
+
+@dataclass(frozen=True, slots=True)
+class BoundAddress:
+    """One socket a listener serves, as actually bound (port 0 resolved)."""
+
+    host: str
+    port: int
+
+    def url(self, implicit_tls: bool) -> str:
+        scheme = "smtps" if implicit_tls else "smtp"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+
+def bind_socket(host: str, port: int) -> list[socket.socket]:
+    """Bind and listen on ``host:port``; "*" means every IPv4 and IPv6 address.
+
+    Raises:
+        OSError: the address cannot be bound (in use, not ours, no permission).
+    """
+    hosts = ["0.0.0.0", "::"] if host == "*" else [host]
+    sockets: list[socket.socket] = []
+    try:
+        for h in hosts:
+            family = socket.AF_INET6 if ":" in h else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((h, port))
+            if port == 0 and len(hosts) > 1:
+                port = sock.getsockname()[1]  # "*" with port 0: same port on both
+            sock.listen(LISTEN_BACKLOG)
+            sock.setblocking(False)
+    except OSError:
+        for s in sockets:
+            s.close()
+        raise
+    return sockets
+
+
+class Listener:
+    """One named listener and its sockets."""
+
+    def __init__(
+        self,
+        ctx: SessionContext,
+        *,
+        sockets: list[socket.socket],
+        limiter: ConnectionLimiter,
+        timeouts: Timeouts,
+        tls_context: ssl.SSLContext | None,
+        server_name_of: Callable[[object], str | None] | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.name = ctx.rules.name
+        self.sockets = sockets
+        self.limiter = limiter
+        self.timeouts = timeouts
+        self.tls_context = tls_context
+        self.server_name_of = server_name_of
+        self.connections: set[Connection] = set()
+        self._servers: list[asyncio.Server] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def addresses(self) -> list[BoundAddress]:
+        out = []
+        for sock in self.sockets:
+            host, port = sock.getsockname()[:2]
+            out.append(BoundAddress(host, port))
+        return out
+
+    async def start(self) -> None:
+        """Start accepting connections on the bound sockets."""
+        loop = asyncio.get_running_loop()
+        implicit = self.ctx.rules.implicit_tls
+        for sock in self.sockets:
+            server = await loop.create_server(
+                lambda: SmtpStream(self._accepted),
+                sock=sock,
+                ssl=self.tls_context if implicit else None,
+                ssl_handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT if implicit else None,
+                backlog=LISTEN_BACKLOG,
+            )
+            self._servers.append(server)
+
+    def stop_accepting(self) -> None:
+        """Close the listening sockets; live connections continue."""
+        for server in self._servers:
+            server.close()
+
+    def request_shutdown(self) -> None:
+        """Ask every connection to finish (421 when idle or after its transaction)."""
+        for conn in list(self.connections):
+            conn.request_shutdown()
+
+    async def wait_closed(self, timeout: float) -> None:
+        """Wait for connections to end; after ``timeout``, 421 and abort the rest."""
+        if self._tasks:
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for conn in list(self.connections):
+                conn.stream.write(replies.R421_SHUTTING_DOWN.render())
+                conn.stream.close()
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+
+    def _accepted(self, stream: SmtpStream) -> None:
+        peer = stream.get_extra_info("peername") or ("?", 0)
+        ip, port = str(peer[0]), int(peer[1])
+        session_id = secrets.token_hex(6)
+        if not self.limiter.try_acquire(ip):
+            log_event(
+                SmtpEvent.REJECTED_CONNECTION_LIMIT,
+                logging.WARNING,
+                session=session_id,
+                listener=self.name,
+                client=ip,
+            )
+            stream.write(replies.R421_TOO_MANY_CONNECTIONS.render())
+            stream.close()
+            return
+        log_event(SmtpEvent.CONNECTED, session=session_id, listener=self.name, client=ip, port=port)
+        engine = ServerConnection(self.ctx.options)
+        session = Session(self.ctx, engine, session_id=session_id, client_ip=ip, client_port=port)
+        conn = Connection(
+            stream,
+            engine,
+            session,
+            timeouts=self.timeouts,
+            tls_context=self.tls_context,
+            server_name_of=self.server_name_of,
+        )
+        self.connections.add(conn)
+        task = asyncio.get_running_loop().create_task(conn.run())
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            self.connections.discard(conn)
+            self.limiter.release(ip)
+
+        task.add_done_callback(done)

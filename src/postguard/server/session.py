@@ -1,0 +1,230 @@
+"""Session: answers each engine event with a reply, calling policy and intake.
+
+The engine (``protocol/server.py``) has already enforced grammar and order;
+the session decides what the *listener* allows (``policy/submission.py``),
+whom we accept mail for (``policy/relay.py``), and commits messages through
+``intake/``. It logs one structured record per command with its outcome.
+
+Must not: touch sockets (that is ``connection.py``) or parse SMTP.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ..intake.intake import Intake, IntakeError, Submission
+from ..observability.events import SmtpEvent
+from ..observability.logging import log_event
+from ..policy.decision import Accept
+from ..policy.relay import LocalRecipients
+from ..policy.submission import ListenerRules, check_command
+from ..protocol import commands as c
+from ..protocol import replies
+from ..protocol.extensions import ehlo_keywords
+from ..protocol.options import ServerOptions
+from ..protocol.replies import Reply
+from ..protocol.server import ServerConnection
+from .envelope import Envelope, Provenance, Recipient, TlsInfo
+
+
+@dataclass(frozen=True, slots=True)
+class SessionContext:
+    """What every session of one listener shares."""
+
+    hostname: str
+    rules: ListenerRules
+    options: ServerOptions
+    recipients: LocalRecipients
+    intake: Intake
+    tls_available: bool
+
+
+class Session:
+    """Policy for one connection; :meth:`handle` maps an event to a reply."""
+
+    def __init__(
+        self,
+        ctx: SessionContext,
+        engine: ServerConnection,
+        *,
+        session_id: str,
+        client_ip: str,
+        client_port: int,
+    ) -> None:
+        self.ctx = ctx
+        self.engine = engine
+        self.session_id = session_id
+        self.client_ip = client_ip
+        self.client_port = client_port
+        self.tls: TlsInfo | None = None
+        self.auth_identity: str | None = None
+        self.envelope: Envelope | None = None
+        self.submission: Submission | None = None
+        self.messages_accepted = 0
+
+    # ------------------------------------------------------------------ API
+
+    async def handle(self, event: c.Command) -> Reply:
+        """The reply for one command event."""
+        reply = await self._decide(event)
+        self._log_command(event, reply)
+        return reply
+
+    def receive_content(self, data: bytes) -> None:
+        """Store a piece of message content (DATA or BDAT)."""
+        self._current_submission().write(data)
+
+    def close(self) -> None:
+        """The connection is gone: drop any half-received message."""
+        self._drop_transaction()
+
+    # ------------------------------------------------------------- decisions
+
+    async def _decide(self, event: c.Command) -> Reply:
+        refusal = check_command(
+            self.ctx.rules,
+            event,
+            tls_active=self.engine.tls_active,
+            authenticated=self.auth_identity is not None,
+        )
+        if refusal is not None:
+            return refusal
+        match event:
+            case c.Ehlo():
+                self._drop_transaction()
+                keywords = ehlo_keywords(self.ctx.options, tls_active=self.engine.tls_active)
+                return replies.ehlo_response(self.ctx.hostname, event.domain, keywords)
+            case c.Helo():
+                self._drop_transaction()
+                return replies.helo_response(self.ctx.hostname)
+            case c.MailFrom():
+                self._drop_transaction()
+                self.envelope = Envelope(
+                    reverse_path=event.reverse_path,
+                    body=event.body,
+                    smtputf8=event.smtputf8,
+                    declared_size=event.size,
+                )
+                return replies.R250_SENDER_OK
+            case c.RcptTo():
+                return self._rcpt(event)
+            case c.StartData():
+                self._current_submission()
+                return replies.R354_START_DATA
+            case c.EndOfChunk():
+                if event.violation is not None:
+                    self._drop_transaction()
+                    self._log_rejected(event.violation, "chunk")
+                    return event.violation
+                return replies.chunk_received(event.octets)
+            case c.EndOfMessage():
+                return await self._end_of_message(event)
+            case c.Rset():
+                self._drop_transaction()
+                return replies.R250_RESET
+            case c.Noop():
+                return replies.R250_OK
+            case c.Quit():
+                return replies.R221_BYE
+            case c.Vrfy():
+                return replies.R252_CANNOT_VRFY  # discloses nothing (RFC 5321 §3.5.3)
+            case c.Expn():
+                return replies.R502_NOT_IMPLEMENTED  # list expansion discloses members
+            case c.Help():
+                return replies.R214_HELP
+            case c.StartTls():
+                return (
+                    replies.R220_READY_TO_START_TLS
+                    if self.ctx.tls_available
+                    else (replies.R454_TLS_UNAVAILABLE)
+                )
+            case c.Auth():
+                # AUTH arrives with the authentication issue (#3); not advertised yet.
+                return replies.R502_NOT_IMPLEMENTED
+        return replies.R502_NOT_IMPLEMENTED
+
+    def _rcpt(self, event: c.RcptTo) -> Reply:
+        assert self.envelope is not None  # the engine allows RCPT only after MAIL
+        decision = self.ctx.recipients.check_recipient(event.forward_path)
+        if not isinstance(decision, Accept) or decision.mailbox is None:
+            log_event(
+                SmtpEvent.COMMAND,
+                logging.INFO,
+                session=self.session_id,
+                command="RCPT",
+                rcpt=str(event.forward_path),
+                reply=decision.reply.code if not isinstance(decision, Accept) else None,
+                detail=getattr(decision, "detail", None),
+            )
+            return decision.reply if not isinstance(decision, Accept) else replies.R451_LOCAL_ERROR
+        self.envelope.recipients.append(Recipient(event.forward_path, decision.mailbox))
+        return replies.R250_RECIPIENT_OK
+
+    async def _end_of_message(self, event: c.EndOfMessage) -> Reply:
+        if event.violation is not None:
+            self._drop_transaction()
+            self._log_rejected(event.violation, "content")
+            return event.violation
+        submission = self._current_submission()
+        self.submission = None
+        self.envelope = None
+        try:
+            spooled = await submission.commit()
+        except IntakeError as exc:
+            self._log_rejected(exc.reply, exc.detail)
+            return exc.reply
+        self.messages_accepted += 1
+        log_event(
+            SmtpEvent.MESSAGE_ACCEPTED,
+            session=self.session_id,
+            queue_id=spooled.entry.queue_id,
+            size=event.size,
+            recipients=len(spooled.entry.recipients),
+        )
+        return replies.queued(spooled.entry.queue_id)
+
+    # --------------------------------------------------------------- helpers
+
+    def provenance(self) -> Provenance:
+        """Where the current message comes from."""
+        return Provenance(
+            session_id=self.session_id,
+            listener=self.ctx.rules.name,
+            client_ip=self.client_ip,
+            client_port=self.client_port,
+            ehlo_domain=self.engine.ehlo_domain or "unknown",
+            esmtp=self.engine.esmtp,
+            tls=self.tls,
+            auth_identity=self.auth_identity,
+        )
+
+    def _current_submission(self) -> Submission:
+        if self.submission is None:
+            assert self.envelope is not None
+            self.submission = self.ctx.intake.begin(self.envelope, self.provenance())
+        return self.submission
+
+    def _drop_transaction(self) -> None:
+        if self.submission is not None:
+            self.submission.abort()
+        self.submission = None
+        self.envelope = None
+
+    def _log_rejected(self, reply: Reply, detail: str) -> None:
+        event = SmtpEvent.MESSAGE_TOO_LARGE if reply.code == 552 else SmtpEvent.MESSAGE_REJECTED
+        log_event(event, logging.INFO, session=self.session_id, reply=str(reply), detail=detail)
+
+    def _log_command(self, event: c.Command, reply: Reply) -> None:
+        if isinstance(event, c.RcptTo) and reply.code >= 400:
+            return  # already logged with its detail
+        fields: dict[str, object] = {"command": type(event).__name__, "reply": reply.code}
+        if isinstance(event, c.MailFrom):
+            fields["mail_from"] = str(event.reverse_path or "<>")
+        elif isinstance(event, c.RcptTo):
+            fields["rcpt"] = str(event.forward_path)
+        elif isinstance(event, c.Ehlo | c.Helo):
+            fields["ehlo"] = event.domain
+        elif isinstance(event, c.Auth):
+            fields["mechanism"] = event.mechanism  # never the payload
+        log_event(SmtpEvent.COMMAND, logging.INFO, session=self.session_id, **fields)

@@ -1,0 +1,1 @@
+"""Tests for postguard.config (a package so module names stay unique across tests/)."""
