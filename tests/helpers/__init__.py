@@ -1,0 +1,1 @@
+"""Shared test helpers (engine drivers, dialogues, loopback fakes); imported as ``helpers``."""
