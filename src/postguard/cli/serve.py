@@ -83,7 +83,12 @@ def run(args: argparse.Namespace) -> int:
     server.log_weakenings()
     _print_banner(server, args.config is None)
     try:
-        drop_privileges(config.server.user, config.server.group, config.server.data_dir)
+        drop_privileges(
+            config.server.user,
+            config.server.group,
+            config.server.data_dir,
+            maildir_root=config.local.maildir_root,
+        )
     except PrivilegeError as exc:
         print(f"postguard: {exc}", file=sys.stderr)
         server.close_sockets()

@@ -20,7 +20,9 @@ class PrivilegeError(Exception):
     """The service user or group cannot be used."""
 
 
-def drop_privileges(user: str | None, group: str | None, data_dir: Path) -> str | None:
+def drop_privileges(
+    user: str | None, group: str | None, data_dir: Path, *, maildir_root: Path | None = None
+) -> str | None:
     """Switch to ``user`` (default "nobody") if running as root.
 
     Returns:
@@ -42,9 +44,7 @@ def drop_privileges(user: str | None, group: str | None, data_dir: Path) -> str 
         gid = grp.getgrnam(group).gr_gid if group else pw.pw_gid
     except KeyError:
         raise PrivilegeError(f"server.group: no such group {group!r}") from None
-    for dirpath, dirnames, filenames in os.walk(data_dir):
-        for entry in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
-            os.chown(entry, pw.pw_uid, gid, follow_symlinks=False)
+    _hand_over(data_dir, pw.pw_uid, gid, skip=maildir_root)
     try:
         os.setgroups([gid])
         os.setgid(gid)
@@ -54,3 +54,18 @@ def drop_privileges(user: str | None, group: str | None, data_dir: Path) -> str 
     if os.getuid() == 0 or os.geteuid() == 0:
         raise PrivilegeError("privileges were not dropped")
     return name
+
+
+def _hand_over(data_dir: Path, uid: int, gid: int, *, skip: Path | None) -> None:
+    """chown what root created in the data directory to the service user.
+
+    Mailboxes can hold millions of files, all written by the service user
+    already, so the Maildir root is handed over at its top only.
+    """
+    for dirpath, dirnames, filenames in os.walk(data_dir):
+        if skip is not None and Path(dirpath) == skip:
+            dirnames[:] = []
+            filenames = []
+        for entry in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
+            if os.lstat(entry).st_uid != uid:
+                os.chown(entry, uid, gid, follow_symlinks=False)
