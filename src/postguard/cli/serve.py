@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -25,6 +27,10 @@ from ..server.privileges import PrivilegeError, drop_privileges
 from ..tls.certstore import CertificateError
 from .main import EX_CONFIG, EX_OK, EX_UNAVAILABLE
 
+# Modules imported lazily at run time. They are imported before privileges are
+# dropped: the service user may not be able to read the Python installation
+# (e.g. one under /root), and a failed import later would be a crash mid-session.
+_PRELOAD = ("uvloop", "encodings.idna", "encodings.punycode", "json", "email.utils")
 DATA_DIR_ENV = "POSTGUARD_DATA_DIR"
 DEFAULT_DATA_DIR = Path("postguard-data")
 
@@ -82,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         return EX_UNAVAILABLE
     server.log_weakenings()
     _print_banner(server, args.config is None)
+    _preload_modules()
     try:
         drop_privileges(
             config.server.user,
@@ -97,6 +104,12 @@ def run(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def _preload_modules() -> None:
+    for name in _PRELOAD:
+        with contextlib.suppress(ImportError):  # uvloop is optional
+            importlib.import_module(name)
+
+
 def _run_loop(server: MailServer) -> None:
     async def main() -> None:
         server.install_signal_handlers()
@@ -104,9 +117,8 @@ def _run_loop(server: MailServer) -> None:
         print("postguard: ready", flush=True)
         await server.wait_stopped()
 
-    try:
-        import uvloop
-    except ImportError:
+    uvloop = sys.modules.get("uvloop")
+    if uvloop is None:
         asyncio.run(main())
     else:
         uvloop.run(main())

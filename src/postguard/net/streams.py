@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from .errors import Interrupted, PeerClosed, ReadTimeout, TlsHandshakeFailed, map_exceptions
 
@@ -49,8 +49,8 @@ class SmtpStream(asyncio.Protocol):
     # asyncio.Protocol callbacks -------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement the interface without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
         self.connected.set()
         if self._on_connected is not None:
             callback, self._on_connected = self._on_connected, None
