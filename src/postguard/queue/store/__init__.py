@@ -1,0 +1,1 @@
+"""Queue storage back ends behind the QueueStore protocol (base.py)."""

@@ -1,0 +1,181 @@
+"""The QueueStore protocol: what the queue manager, intake and the CLI need from storage.
+
+Two back ends implement it: ``sqlite.py`` (the embedded default, one node) and,
+later, ``postgres.py`` (several nodes). One conformance suite
+(``tests/queue/test_store_conformance.py``) runs against each.
+
+Contracts:
+
+* :meth:`QueueStore.commit` returns only when the message and its recipients
+  are durable (the transaction's log is fsync'd). Commits from concurrent
+  sessions may share one transaction (group commit).
+* :meth:`QueueStore.claim_due` leases due recipients to one owner: until the
+  lease expires or an outcome is recorded, no other caller gets them. A
+  crashed node's leases expire and its recipients become due again
+  (at-least-once delivery).
+* Reads used by the CLI work while the server runs.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class RecipientState(enum.Enum):
+    """Where one recipient of a queued message stands."""
+
+    QUEUED = "queued"
+    DELIVERING = "delivering"
+    DEFERRED = "deferred"
+    DELIVERED = "delivered"
+    BOUNCED = "bounced"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (RecipientState.DELIVERED, RecipientState.BOUNCED)
+
+
+@dataclass(frozen=True, slots=True)
+class NewRecipient:
+    """A recipient as intake commits it.
+
+    Attributes:
+        address: the RCPT TO address as given.
+        mailbox: the resolved destination (local mailbox or remote address).
+        route: the delivery agent's name ("maildir", "lmtp:dovecot", ...).
+        notify: RFC 3461 NOTIFY values ("FAILURE", "DELAY", "SUCCESS"), or
+            ("NEVER",); empty means the default (FAILURE, DELAY).
+        orcpt: RFC 3461 ORCPT ("rfc822;user@example.org"), or None.
+    """
+
+    address: str
+    mailbox: str
+    route: str
+    notify: tuple[str, ...] = ()
+    orcpt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message as intake commits it. Exactly one of ``body``/``body_path`` is set."""
+
+    queue_id: str
+    received_at: float
+    reverse_path: str  # "" for the null sender
+    recipients: tuple[NewRecipient, ...]
+    prepend: bytes  # Received (+ Message-ID if missing), CRLF-terminated
+    size: int
+    envelope: dict[str, Any] = field(default_factory=dict)  # body type, DSN RET/ENVID, provenance
+    body: bytes | None = field(default=None, repr=False)
+    body_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientRow:
+    """One recipient's state as stored."""
+
+    message_id: str
+    index: int
+    address: str
+    mailbox: str
+    route: str
+    state: RecipientState
+    attempts: int
+    next_attempt: float
+    last_reply: str | None
+    notify: tuple[str, ...]
+    orcpt: str | None
+    delay_warned: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    """A queued message's envelope and bookkeeping (without its body)."""
+
+    queue_id: str
+    received_at: float
+    reverse_path: str
+    size: int
+    envelope: dict[str, Any]
+    held: bool
+    body_path: str | None
+    recipients: tuple[RecipientRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Recipients of one message leased for delivery, with the content to deliver."""
+
+    message: MessageRow
+    recipients: tuple[RecipientRow, ...]
+    content: bytes = field(repr=False)  # prepend + body
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientOutcome:
+    """What happened to one leased recipient.
+
+    ``state`` is DELIVERED, DEFERRED (with ``next_attempt``) or BOUNCED.
+    """
+
+    message_id: str
+    index: int
+    state: RecipientState
+    reply: str
+    next_attempt: float = 0.0
+    delay_warned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """Counts for ``postguard queue stats``."""
+
+    messages: int
+    recipients_by_state: dict[str, int]
+    held_messages: int
+    oldest_received_at: float | None
+    bytes: int
+
+
+class QueueStore(Protocol):
+    """Storage for queued messages; see the module docstring for the contracts."""
+
+    async def commit(self, message: NewMessage) -> None:
+        """Store a message durably (group commit). Raises OSError on storage failure."""
+        ...
+
+    async def claim_due(
+        self, *, now: float, owner: str, lease_seconds: float, limit: int
+    ) -> Sequence[Claim]:
+        """Lease up to ``limit`` due recipients, grouped by message."""
+        ...
+
+    async def record(
+        self, outcomes: Sequence[RecipientOutcome], *, owner: str, bounces: Sequence[NewMessage]
+    ) -> None:
+        """Record outcomes of leased recipients, and commit bounce messages atomically.
+
+        Messages whose every recipient is final are removed with their body.
+        """
+        ...
+
+    async def release_leases(self, *, owner: str | None, now: float) -> int:
+        """Make leased recipients due again: all of ``owner``'s, or every expired lease."""
+        ...
+
+    async def next_due_time(self) -> float | None:
+        """When the earliest pending recipient is due (None if none)."""
+        ...
+
+    # Operator actions (the CLI); each returns how many messages it touched.
+    async def list_messages(self, limit: int = 1000) -> Sequence[MessageRow]: ...
+    async def get_message(self, queue_id: str) -> MessageRow | None: ...
+    async def hold(self, queue_id: str) -> int: ...
+    async def release(self, queue_id: str) -> int: ...
+    async def retry(self, queue_id: str | None, *, now: float) -> int: ...
+    async def delete(self, queue_id: str) -> int: ...
+    async def stats(self) -> QueueStats: ...
+    async def close(self) -> None: ...

@@ -1,0 +1,212 @@
+"""QueueStore conformance: every back end must pass this suite (SQLite today; PostgreSQL later).
+
+Covers durable commit and read-back, leases (two owners never get the same
+recipient), outcomes and removal of finished messages, bounces committed
+atomically with outcomes, operator actions (hold, release, retry, delete),
+stats, and group commit (many concurrent commits share transactions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from postguard.queue.store.base import NewMessage, NewRecipient, RecipientOutcome, RecipientState
+from postguard.queue.store.sqlite import SqliteQueueStore
+
+BACKENDS = ["sqlite"]
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqliteQueueStore]:
+    s = SqliteQueueStore(tmp_path / f"queue-{request.param}")
+    yield s
+    await s.close()
+
+
+def message(
+    queue_id: str,
+    *,
+    rcpts: int = 2,
+    received_at: float = 1000.0,
+    body: bytes = b"body\r\n",
+    path: str | None = None,
+) -> NewMessage:
+    return NewMessage(
+        queue_id=queue_id,
+        received_at=received_at,
+        reverse_path="sender@example.org",
+        recipients=tuple(
+            NewRecipient(f"r{i}@localhost", f"r{i}@localhost", "maildir", ("FAILURE",))
+            for i in range(rcpts)
+        ),
+        prepend=b"Received: test\r\n",
+        size=len(body),
+        envelope={"body_type": "8BITMIME"},
+        body=None if path else body,
+        body_path=path,
+    )
+
+
+async def test_committed_message_reads_back_with_its_recipients(store: SqliteQueueStore) -> None:
+    await store.commit(message("Q1"))
+    row = await store.get_message("Q1")
+    assert row is not None
+    assert row.reverse_path == "sender@example.org"
+    assert row.envelope == {"body_type": "8BITMIME"}
+    assert [r.state for r in row.recipients] == [RecipientState.QUEUED] * 2
+    assert [r.notify for r in row.recipients] == [("FAILURE",)] * 2
+
+
+async def test_claim_leases_due_recipients_with_content(store: SqliteQueueStore) -> None:
+    await store.commit(message("Q1"))
+    [claim] = await store.claim_due(now=2000.0, owner="a", lease_seconds=60, limit=10)
+    assert claim.content == b"Received: test\r\nbody\r\n"
+    assert [r.index for r in claim.recipients] == [0, 1]
+    assert await store.claim_due(now=2000.0, owner="b", lease_seconds=60, limit=10) == []
+
+
+async def test_not_yet_due_recipients_are_not_claimed(store: SqliteQueueStore) -> None:
+    await store.commit(message("Q1", received_at=5000.0))
+    assert await store.claim_due(now=4999.0, owner="a", lease_seconds=60, limit=10) == []
+
+
+async def test_two_owners_never_lease_the_same_recipient(tmp_path: Path) -> None:
+    first = SqliteQueueStore(tmp_path / "shared")
+    second = SqliteQueueStore(tmp_path / "shared")  # e.g. another worker process
+    try:
+        for i in range(20):
+            await first.commit(message(f"Q{i:02d}", rcpts=3))
+        claims = await asyncio.gather(
+            *(
+                s.claim_due(now=2000.0, owner=o, lease_seconds=60, limit=7)
+                for _ in range(5)
+                for s, o in ((first, "a"), (second, "b"))
+            )
+        )
+        leased = [(r.message_id, r.index) for batch in claims for c in batch for r in c.recipients]
+        assert len(leased) == len(set(leased)) == 60
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_outcomes_remove_a_message_once_every_recipient_is_final(
+    store: SqliteQueueStore,
+) -> None:
+    await store.commit(message("Q1"))
+    assert len(await store.claim_due(now=2000.0, owner="a", lease_seconds=60, limit=10)) == 1
+    await store.record(
+        [
+            RecipientOutcome("Q1", 0, RecipientState.DELIVERED, "250 ok"),
+            RecipientOutcome("Q1", 1, RecipientState.DEFERRED, "451 later", next_attempt=3000.0),
+        ],
+        owner="a",
+    )
+    row = await store.get_message("Q1")
+    assert row is not None
+    assert [r.state for r in row.recipients] == [RecipientState.DELIVERED, RecipientState.DEFERRED]
+    assert row.recipients[1].attempts == 1
+    assert row.recipients[1].last_reply == "451 later"
+    assert await store.next_due_time() == 3000.0
+    [again] = await store.claim_due(now=3000.0, owner="a", lease_seconds=60, limit=10)
+    assert [r.index for r in again.recipients] == [1]
+    await store.record([RecipientOutcome("Q1", 1, RecipientState.BOUNCED, "550 no")], owner="a")
+    assert await store.get_message("Q1") is None
+
+
+async def test_outcome_from_a_lost_lease_is_ignored(store: SqliteQueueStore) -> None:
+    await store.commit(message("Q1", rcpts=1))
+    await store.claim_due(now=2000.0, owner="a", lease_seconds=10, limit=10)
+    assert await store.release_leases(owner=None, now=2011.0) == 1
+    await store.claim_due(now=2011.0, owner="b", lease_seconds=10, limit=10)
+    await store.record([RecipientOutcome("Q1", 0, RecipientState.DELIVERED, "250")], owner="a")
+    row = await store.get_message("Q1")
+    assert row is not None
+    assert row.recipients[0].state is RecipientState.DELIVERING
+
+
+async def test_releasing_an_owners_leases_after_a_crash(store: SqliteQueueStore) -> None:
+    await store.commit(message("Q1"))
+    await store.claim_due(now=2000.0, owner="node-1", lease_seconds=3600, limit=10)
+    assert await store.release_leases(owner="node-1", now=2001.0) == 2
+    assert len(await store.claim_due(now=2001.0, owner="node-1", lease_seconds=60, limit=10)) == 1
+
+
+async def test_bounce_is_committed_with_the_outcome(store: SqliteQueueStore) -> None:
+    await store.commit(message("Q1", rcpts=1))
+    await store.claim_due(now=2000.0, owner="a", lease_seconds=60, limit=10)
+    bounce = message("B1", rcpts=1)
+    await store.record(
+        [RecipientOutcome("Q1", 0, RecipientState.BOUNCED, "550")], owner="a", bounces=[bounce]
+    )
+    assert await store.get_message("Q1") is None
+    assert await store.get_message("B1") is not None
+
+
+async def test_held_messages_are_not_claimed_until_released(store: SqliteQueueStore) -> None:
+    await store.commit(message("Q1"))
+    assert await store.hold("Q1") == 1
+    assert await store.claim_due(now=2000.0, owner="a", lease_seconds=60, limit=10) == []
+    row = await store.get_message("Q1")
+    assert row is not None and row.held
+    assert await store.release("Q1") == 1
+    assert len(await store.claim_due(now=2000.0, owner="a", lease_seconds=60, limit=10)) == 1
+
+
+async def test_retry_makes_deferred_recipients_due_now(store: SqliteQueueStore) -> None:
+    await store.commit(message("Q1", rcpts=1))
+    await store.claim_due(now=2000.0, owner="a", lease_seconds=60, limit=10)
+    await store.record(
+        [RecipientOutcome("Q1", 0, RecipientState.DEFERRED, "451", next_attempt=9e9)], owner="a"
+    )
+    assert await store.claim_due(now=2001.0, owner="a", lease_seconds=60, limit=10) == []
+    assert await store.retry(None, now=2001.0) == 1
+    assert len(await store.claim_due(now=2001.0, owner="a", lease_seconds=60, limit=10)) == 1
+
+
+async def test_delete_removes_message_and_body_file(
+    store: SqliteQueueStore, tmp_path: Path
+) -> None:
+    body = tmp_path / "body"
+    body.write_bytes(b"big body\r\n")
+    await store.commit(message("Q1", path=str(body)))
+    [claim] = await store.claim_due(now=2000.0, owner="a", lease_seconds=60, limit=10)
+    assert claim.content.endswith(b"big body\r\n")
+    assert await store.delete("Q1") == 1
+    assert not body.exists()
+    assert await store.delete("Q1") == 0
+
+
+async def test_stats_count_messages_and_states(store: SqliteQueueStore) -> None:
+    await store.commit(message("Q1", received_at=10.0))
+    await store.commit(message("Q2", received_at=20.0, rcpts=1))
+    await store.hold("Q2")
+    stats = await store.stats()
+    assert stats.messages == 2
+    assert stats.held_messages == 1
+    assert stats.oldest_received_at == 10.0
+    assert stats.recipients_by_state == {"queued": 3}
+    assert stats.bytes == 2 * len(b"body\r\n")
+
+
+async def test_duplicate_queue_id_fails_alone_without_sinking_its_batch(
+    store: SqliteQueueStore,
+) -> None:
+    await store.commit(message("Q1"))
+    results = await asyncio.gather(
+        store.commit(message("Q1")), store.commit(message("Q2")), return_exceptions=True
+    )
+    assert isinstance(results[0], Exception)
+    assert results[1] is None
+    assert await store.get_message("Q2") is not None
+
+
+async def test_concurrent_commits_share_transactions(store: SqliteQueueStore) -> None:
+    before = store.transactions
+    await asyncio.gather(*(store.commit(message(f"Q{i:03d}")) for i in range(200)))
+    assert len(await store.list_messages()) == 200
+    assert store.transactions - before < 100  # group commit: far fewer than 200
