@@ -1,0 +1,1 @@
+"""Tests for postguard.accounts.oauth (a package so module names stay unique across tests/)."""
