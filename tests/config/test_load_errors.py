@@ -307,7 +307,7 @@ def test_bad_value_names_file_and_key(load: Loader, text: str, expected: str) ->
 
 # (table header or "" for the top level, allowed keys in the order the error lists them)
 TABLES = [
-    ("", "server, limits, tls, listener, local, log"),
+    ("", "server, limits, tls, listener, local, auth, log"),
     ("server", "hostname, data_dir, user, group, shutdown_grace"),
     (
         "limits",
@@ -316,10 +316,21 @@ TABLES = [
     ),
     ("tls", "min_version, allow_legacy_tls_versions, watch_interval, certificate"),
     ("listener", "mx, submission, submissions"),
-    ("listener.mx", "enabled, addresses, tls"),
+    ("listener.mx", "enabled, addresses, tls, auth"),
     ("listener.submission", "enabled, addresses, allow_plaintext"),
     ("listener.submissions", "enabled, addresses"),
     ("local", "domains, mailboxes, aliases, maildir_root"),
+    (
+        "auth",
+        "accounts_file, received_shows_identity, mechanisms, max_failures_per_ip,"
+        " max_failures_per_account, failure_window, lockout, base_delay, max_delay, oauth",
+    ),
+    (
+        "auth.oauth",
+        "jwks_file, jwks_url, allow_insecure_jwks_url, issuer, audience, algorithms,"
+        " identity_claim, introspection_url, introspection_client_id,"
+        " introspection_client_secret_file, cache_ttl",
+    ),
     ("log", "format, level"),
 ]
 

@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 
 from postguard.config import (
+    AuthSettings,
     CertificateSettings,
     Config,
     LimitsSettings,
     LocalSettings,
     LogSettings,
+    OAuthSettings,
     ServerSettings,
     TlsSettings,
     default_config,
@@ -92,12 +94,14 @@ def test_sample_of_a_changed_config_loads_back_to_it(tmp_path: Path) -> None:
         pytest.param("tls", TlsSettings, id="tls"),
         pytest.param("tls.certificate", CertificateSettings, id="tls-certificate"),
         pytest.param("local", LocalSettings, id="local"),
+        pytest.param("auth", AuthSettings, id="auth"),
+        pytest.param("auth.oauth", OAuthSettings, id="auth-oauth"),
         pytest.param("log", LogSettings, id="log"),
     ],
 )
 def test_sample_shows_every_schema_key(tmp_path: Path, table: str, settings: type) -> None:
     keys = _keys_by_table(render_sample(default_config(tmp_path)))
-    renamed = {"certificates": "certificate", "aliases": None}  # tables of their own
+    renamed = {"certificates": "certificate", "aliases": None, "oauth": None}  # own tables
     for field in dataclasses.fields(settings):
         name = renamed.get(field.name, field.name)
         if name is None or name == "certificate":
@@ -108,7 +112,7 @@ def test_sample_shows_every_schema_key(tmp_path: Path, table: str, settings: typ
 @pytest.mark.parametrize(
     ("listener", "names"),
     [
-        pytest.param("mx", ["enabled", "addresses", "tls"], id="mx"),
+        pytest.param("mx", ["enabled", "addresses", "tls", "auth"], id="mx"),
         pytest.param("submission", ["enabled", "addresses", "allow_plaintext"], id="submission"),
         pytest.param("submissions", ["enabled", "addresses"], id="submissions"),
     ],

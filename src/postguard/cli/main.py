@@ -22,7 +22,7 @@ EX_CONFIG = 78
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    from . import config_cmd, serve
+    from . import config_cmd, queue_cmd, serve, user
 
     parser = argparse.ArgumentParser(
         prog="postguard", description="A secure-by-default mail server and SMTP toolkit."
@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve.add_parser(sub)
     config_cmd.add_parser(sub)
+    user.add_parser(sub)
+    queue_cmd.add_parser(sub)
     return parser
 
 

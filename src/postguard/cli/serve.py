@@ -14,9 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
-import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, default_config, load_config, render_sample
@@ -25,41 +23,28 @@ from ..observability import logging as pg_logging
 from ..server.app import MailServer
 from ..server.privileges import PrivilegeError, drop_privileges
 from ..tls.certstore import CertificateError
+from .common import DEFAULT_DATA_DIR, add_location_arguments, data_dir_argument
 from .main import EX_CONFIG, EX_OK, EX_UNAVAILABLE
 
 # Modules imported lazily at run time. They are imported before privileges are
 # dropped: the service user may not be able to read the Python installation
 # (e.g. one under /root), and a failed import later would be a crash mid-session.
 _PRELOAD = ("uvloop", "encodings.idna", "encodings.punycode", "json", "email.utils")
-DATA_DIR_ENV = "POSTGUARD_DATA_DIR"
-DEFAULT_DATA_DIR = Path("postguard-data")
 
 
 def add_parser(sub: Any) -> None:
     """Register ``serve``."""
     parser = sub.add_parser("serve", help="run the mail server")
-    parser.add_argument("--config", type=Path, help="configuration file (TOML)")
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        help=f"data directory (default: ${DATA_DIR_ENV} or ./{DEFAULT_DATA_DIR})",
-    )
+    add_location_arguments(parser)
     parser.set_defaults(run=run)
-
-
-def _data_dir(args: argparse.Namespace) -> Path | None:
-    if args.data_dir is not None:
-        return Path(args.data_dir)
-    env = os.environ.get(DATA_DIR_ENV)
-    return Path(env) if env else None
 
 
 def load(args: argparse.Namespace) -> Config:
     """The configuration to run: the file given, or the embedded defaults."""
-    data_dir = _data_dir(args)
+    data_dir = data_dir_argument(args)
     if args.config is not None:
-        return load_config(args.config, data_dir_override=data_dir.absolute() if data_dir else None)
-    data_dir = (data_dir or DEFAULT_DATA_DIR).absolute()
+        return load_config(args.config, data_dir_override=data_dir)
+    data_dir = data_dir or DEFAULT_DATA_DIR.absolute()
     config = default_config(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     sample = data_dir / "postguard.toml"

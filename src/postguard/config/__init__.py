@@ -19,12 +19,14 @@ from postguard.config.errors import ConfigError
 from postguard.config.load import default_config, load_config
 from postguard.config.sample import render_sample
 from postguard.config.schema import (
+    AuthSettings,
     CertificateSettings,
     Config,
     LimitsSettings,
     ListenerSettings,
     LocalSettings,
     LogSettings,
+    OAuthSettings,
     ServerSettings,
     TlsMode,
     TlsSettings,
@@ -32,6 +34,7 @@ from postguard.config.schema import (
 from postguard.config.weakenings import Weakening, find_weakenings
 
 __all__ = [
+    "AuthSettings",
     "CertificateSettings",
     "Config",
     "ConfigError",
@@ -39,6 +42,7 @@ __all__ = [
     "ListenerSettings",
     "LocalSettings",
     "LogSettings",
+    "OAuthSettings",
     "ServerSettings",
     "TlsMode",
     "TlsSettings",

@@ -2,19 +2,23 @@
 
 Owns reading the file (tomllib), checking every key against the schema, converting values
 (units, paths, addresses) and the checks that span keys (legacy TLS needs its opt-in, aliases
-point at mailboxes, two listeners never share a socket). Every failure is a `ConfigError`
+point at mailboxes, two listeners never share a socket, [auth.oauth] names exactly one token
+source). Every failure is a `ConfigError`
 naming the file and the dotted key path.
 
 Theory of operation: `Table` is a typed accessor over one TOML table that knows its key path
 and rejects keys it was not told about. Each section is a table of ``key -> reader``; a
 reader converts one value (or raises at that key), and keys present in the file replace the
 dataclass defaults in `schema.py`. Sections with relations between keys (`[tls]`,
-`[listener.*]`, `[local]`) get a short check after the table-driven read.
+`[listener.*]`, `[local]`, `[auth]`) get a short check after the table-driven read.
 
 Paths: ``server.data_dir`` is relative to the config file's directory; other relative paths
-(``tls.certificate[i].cert``/``key``, ``local.maildir_root``) are relative to data_dir. All
-paths in a `Config` are absolute. Certificate files are not opened here: they may be
-provisioned after start-up, and `tls/` reports a missing or bad file when it loads them.
+(``tls.certificate[i].cert``/``key``, ``local.maildir_root``, ``auth.accounts_file``,
+``auth.oauth.jwks_file``, ``auth.oauth.introspection_client_secret_file``) are relative to
+data_dir. All
+paths in a `Config` are absolute. Certificate, accounts, JWKS and secret files are not opened
+here: they may be provisioned after start-up, and their owners (`tls/`, `accounts/`) report a
+missing or bad file when they load them.
 
 Must not: open sockets, touch the data directory, or log. Start-up warnings for weakenings
 come from `weakenings.py`.
@@ -23,6 +27,7 @@ come from `weakenings.py`.
 from __future__ import annotations
 
 import dataclasses
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -41,19 +46,24 @@ from postguard.config.reader import (
     string,
 )
 from postguard.config.schema import (
+    DEFAULT_ACCOUNTS_FILE_NAME,
     DEFAULT_LISTENERS,
     DEFAULT_MAILDIR_NAME,
     LEGACY_TLS_VERSIONS,
     LISTENER_NAMES,
     LOG_FORMATS,
     LOG_LEVELS,
+    OAUTH_ALGORITHMS,
+    SASL_MECHANISMS,
     TLS_VERSIONS,
+    AuthSettings,
     CertificateSettings,
     Config,
     LimitsSettings,
     ListenerSettings,
     LocalSettings,
     LogSettings,
+    OAuthSettings,
     ServerSettings,
     TlsMode,
     TlsSettings,
@@ -70,7 +80,7 @@ from postguard.config.units import parse_duration, parse_size
 
 __all__ = ["default_config", "load_config"]
 
-_SECTIONS = ("server", "limits", "tls", "listener", "local", "log")
+_SECTIONS = ("server", "limits", "tls", "listener", "local", "auth", "log")
 _path = string(lambda text: Path(non_empty(text)))
 
 _SERVER: Mapping[str, Reader] = {
@@ -103,6 +113,9 @@ _LISTENERS: Mapping[str, Mapping[str, Reader]] = {
         "enabled": boolean,
         "addresses": array(parse_address),
         "tls": string(one_of("opportunistic", "required", convert=TlsMode)),
+        # AUTH on mx is opt-in: MX traffic is server-to-server, and AUTH there invites
+        # password guessing from the whole Internet. Submission always offers it.
+        "auth": boolean,
     },
     "submission": {
         "enabled": boolean,
@@ -117,6 +130,54 @@ _LOCAL: Mapping[str, Reader] = {
     "aliases": lambda table, name: table.table(name),
     "maildir_root": _path,
 }
+
+
+def _https_url(text: str, *, allow_http: bool = False) -> str:
+    """Check an ``https://`` URL (``http://`` too when ``allow_http``); return it unchanged."""
+    try:
+        url = urllib.parse.urlsplit(text)
+        url.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        raise ValueError(f"invalid URL {quote(text)}") from None
+    if url.username is not None or url.password is not None:
+        # SECURITY: credentials in a URL end up in logs and process listings; and this
+        # message must not quote the URL, since it holds them.
+        raise ValueError("the URL must not contain credentials (user:password@)")
+    if url.scheme not in ("https", "http") or not url.hostname:
+        raise ValueError(f"invalid URL {quote(text)} (expected https://host/...)")
+    if url.scheme == "http" and not allow_http:
+        raise ValueError(f"{quote(text)} is not https")
+    if url.fragment:
+        raise ValueError(f"invalid URL {quote(text)} (a fragment has no meaning here)")
+    return text
+
+
+_AUTH: Mapping[str, Reader] = {
+    "accounts_file": _path,
+    "received_shows_identity": boolean,
+    "mechanisms": array(one_of(*SASL_MECHANISMS)),
+    "max_failures_per_ip": count(1),
+    "max_failures_per_account": count(1),
+    "failure_window": quantity(parse_duration, "duration", "15m", positive=True),
+    "lockout": quantity(parse_duration, "duration", "15m", positive=True),
+    "base_delay": quantity(parse_duration, "duration", "250ms", positive=False),
+    "max_delay": quantity(parse_duration, "duration", "10s", positive=False),
+    "oauth": lambda table, name: table.table(name),
+}
+_OAUTH: Mapping[str, Reader] = {
+    "jwks_file": _path,
+    "jwks_url": string(lambda text: _https_url(text, allow_http=True)),  # scheme checked below
+    "allow_insecure_jwks_url": boolean,
+    "issuer": string(non_empty),
+    "audience": string(non_empty),
+    "algorithms": array(one_of(*OAUTH_ALGORITHMS)),
+    "identity_claim": string(non_empty),
+    "introspection_url": string(_https_url),
+    "introspection_client_id": string(non_empty),
+    "introspection_client_secret_file": _path,
+    "cache_ttl": quantity(parse_duration, "duration", "5m", positive=False),
+}
+_OAUTH_SOURCES = ("jwks_file", "jwks_url", "introspection_url")
 _LOG: Mapping[str, Reader] = {
     "format": string(one_of(*LOG_FORMATS)),
     "level": string(one_of(*LOG_LEVELS)),
@@ -232,6 +293,60 @@ def _read_local(table: Table, data_dir: Path) -> LocalSettings:
     )
 
 
+def _read_oauth(table: Table, data_dir: Path) -> OAuthSettings:
+    values = read_section(table, _OAUTH)
+    sources = [name for name in _OAUTH_SOURCES if name in values]
+    message = f"exactly one of {', '.join(_OAUTH_SOURCES)} must be set"
+    if not sources:
+        raise table.whole_table_error(message)
+    if len(sources) > 1:
+        # The second one is named: in file order, it is where the mistake starts.
+        raise table.error(sources[1], f"{message} (found: {', '.join(sources)})")
+    for name in ("jwks_file", "introspection_client_secret_file"):
+        if name in values:
+            values[name] = data_dir / values[name]
+    oauth = OAuthSettings(**values)
+    if not oauth.algorithms:
+        raise table.error("algorithms", "must name at least one algorithm")
+    # SECURITY: a JWKS served over http lets anyone on the path substitute their own keys
+    # and mint tokens for every account; it takes an explicit, logged opt-in.
+    jwks_url = oauth.jwks_url or ""
+    if jwks_url.startswith("http://") and not oauth.allow_insecure_jwks_url:
+        raise table.error(
+            "jwks_url",
+            f"{quote(jwks_url)} is not https; it needs auth.oauth.allow_insecure_jwks_url = true",
+        )
+    client = ("introspection_client_id", "introspection_client_secret_file")
+    if oauth.introspection_url is not None:
+        # RFC 7662 §2.1: the endpoint MUST require the caller to authenticate.
+        for name in client:
+            if name not in values:
+                raise table.error(name, "missing (required with introspection_url)")
+        return oauth
+    for name in client:
+        if name in values:
+            raise table.error(name, "only meaningful with introspection_url")
+    # SECURITY: a JWT checked without iss/aud would accept any token the key set signs,
+    # including ones minted for other services (RFC 8725 §3.8, §3.9).
+    for name in ("issuer", "audience"):
+        if name not in values:
+            raise table.error(name, f"missing (required with {sources[0]})")
+    return oauth
+
+
+def _read_auth(table: Table, data_dir: Path) -> AuthSettings:
+    values = read_section(table, _AUTH)
+    oauth_table: Table | None = values.pop("oauth", None)
+    values["accounts_file"] = data_dir / values.get("accounts_file", DEFAULT_ACCOUNTS_FILE_NAME)
+    oauth = _read_oauth(oauth_table, data_dir) if oauth_table is not None else None
+    auth = AuthSettings(**values, oauth=oauth)
+    if not auth.mechanisms:
+        raise table.error("mechanisms", "must name at least one mechanism")
+    if auth.max_delay < auth.base_delay:
+        raise table.error("max_delay", "must not be less than auth.base_delay")
+    return auth
+
+
 def _build(
     document: Mapping[str, object],
     source: Path | None,
@@ -247,6 +362,7 @@ def _build(
         tls=_read_tls(root.table("tls"), server.data_dir),
         listeners=_read_listeners(root.table("listener")),
         local=_read_local(root.table("local"), server.data_dir),
+        auth=_read_auth(root.table("auth"), server.data_dir),
         log=LogSettings(**read_section(root.table("log"), _LOG)),
         source=source,
     )

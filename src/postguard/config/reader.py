@@ -31,6 +31,7 @@ __all__ = [
     "array",
     "boolean",
     "count",
+    "describe_toml_error",
     "non_empty",
     "one_of",
     "quantity",
@@ -87,6 +88,10 @@ class Table:
     def error(self, name: str, message: str, index: int | None = None) -> ConfigError:
         """Build (not raise) the `ConfigError` for ``name`` (or item ``index`` of it)."""
         return ConfigError(self._source, self.path_of(name, index), message)
+
+    def whole_table_error(self, message: str) -> ConfigError:
+        """Build the `ConfigError` for a problem of the table as a whole (no one key)."""
+        return ConfigError(self._source, self._key, message)
 
     def check_keys(self, allowed: Collection[str]) -> None:
         """Raise at the first key (in file order) that is not in ``allowed``."""
@@ -232,7 +237,11 @@ def read_toml(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError(path, "", f"not valid UTF-8 (byte {exc.start})") from exc
     except tomllib.TOMLDecodeError as exc:
-        # Python 3.11's TOMLDecodeError has no lineno attribute; the position is in the text.
-        match = _TOML_POSITION.fullmatch(str(exc))
-        message = f"{match.group(2)}: {match.group(1)}" if match else str(exc)
-        raise ConfigError(path, "", message) from exc
+        raise ConfigError(path, "", describe_toml_error(exc)) from exc
+
+
+def describe_toml_error(exc: tomllib.TOMLDecodeError) -> str:
+    """Render a TOML syntax error as ``line L, column C: <problem>``."""
+    # Python 3.11's TOMLDecodeError has no lineno attribute; the position is in the text.
+    match = _TOML_POSITION.fullmatch(str(exc))
+    return f"{match.group(2)}: {match.group(1)}" if match else str(exc)

@@ -8,7 +8,8 @@ Keys absent from the output on purpose, so that the round trip holds:
 - unset optional keys (``server.user``, ``server.group``) appear commented out with an example;
 - boolean weakenings (``allow_*`` in `weakenings.CATALOGUE`) appear commented out while false,
   under a ``# WEAKENS SECURITY:`` line; when a config turns one on it is written live;
-- with no certificates, ``[[tls.certificate]]`` appears as a commented-out example.
+- with no certificates, ``[[tls.certificate]]`` appears as a commented-out example;
+- without ``[auth.oauth]`` (OAuth off), the table appears as a commented-out example.
 
 Must not: read or write files; the caller decides where the text goes.
 """
@@ -20,7 +21,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from postguard.config.schema import LOG_FORMATS, LOG_LEVELS, Config
+from postguard.config.schema import (
+    LOG_FORMATS,
+    LOG_LEVELS,
+    OAUTH_ALGORITHMS,
+    SASL_MECHANISMS,
+    Config,
+    OAuthSettings,
+)
 from postguard.config.syntax import format_address, quote
 from postguard.config.units import format_duration, format_size
 from postguard.config.weakenings import CATALOGUE
@@ -98,7 +106,10 @@ _LISTENER_COMMON: tuple[_Entry, ...] = (
     ("addresses", _addresses, _ADDRESSES),
 )
 _LISTENER_EXTRA: dict[str, tuple[_Entry, ...]] = {
-    "mx": (("tls", lambda mode: quote(mode.value), 'STARTTLS: "opportunistic" or "required".'),),
+    "mx": (
+        ("tls", lambda mode: quote(mode.value), 'STARTTLS: "opportunistic" or "required".'),
+        ("auth", _boolean, "Offer AUTH here too (MX is server-to-server; submission has it)."),
+    ),
     "submission": (("allow_plaintext", _boolean, "Accept AUTH and MAIL before STARTTLS."),),
     "submissions": (),
 }
@@ -112,11 +123,68 @@ _LOCAL: tuple[_Entry, ...] = (
     ("mailboxes", _strings, "Addresses with a mailbox; each in one of the domains above."),
     ("maildir_root", _path, "One Maildir per mailbox under here. Relative paths: to data_dir."),
 )
+_AUTH: tuple[_Entry, ...] = (
+    (
+        "accounts_file",
+        _path,
+        "Accounts (TOML, managed with `postguard user`). Relative paths: to data_dir.",
+    ),
+    ("received_shows_identity", _boolean, "Name the authenticated user in Received headers."),
+    ("mechanisms", _strings, f"SASL mechanisms that may be offered: {', '.join(SASL_MECHANISMS)}."),
+    (
+        "max_failures_per_ip",
+        _integer,
+        "Failed AUTHs from one IP address in failure_window that lock it out.",
+    ),
+    (
+        "max_failures_per_account",
+        _integer,
+        "Failed AUTHs for one account in failure_window that lock it out.",
+    ),
+    ("failure_window", _duration, "Failures count within this window."),
+    ("lockout", _duration, "How long a locked-out address or account is refused."),
+    ("base_delay", _duration, "A failed AUTH is answered after this delay, doubled each time..."),
+    ("max_delay", _duration, "... up to this delay."),
+)
+_OAUTH: tuple[_Entry, ...] = (
+    ("jwks_file", _path, "A local JSON Web Key Set. Relative paths: to data_dir."),
+    ("jwks_url", quote, "Or: the URL of the JSON Web Key Set (https)."),
+    ("allow_insecure_jwks_url", _boolean, "Allow an http:// jwks_url."),
+    ("issuer", quote, 'Required "iss" of tokens (required with jwks_file or jwks_url).'),
+    ("audience", quote, 'Required "aud" of tokens (required with jwks_file or jwks_url).'),
+    (
+        "algorithms",
+        _strings,
+        f"Token signature algorithms accepted: {', '.join(OAUTH_ALGORITHMS)}.",
+    ),
+    ("identity_claim", quote, "Claim holding the address of the account the token is for."),
+    ("introspection_url", quote, "Or: an RFC 7662 token introspection endpoint (https)."),
+    ("introspection_client_id", quote, "Client id for the introspection endpoint."),
+    ("introspection_client_secret_file", _path, "File holding its client secret (one line)."),
+    (
+        "cache_ttl",
+        _duration,
+        "Validated tokens, keys and introspection answers are reused this long.",
+    ),
+)
+_OAUTH_TITLE = (
+    "OAuth 2.0 bearer tokens (OAUTHBEARER, XOAUTH2); without this table they are not offered."
+)
 _LOG: tuple[_Entry, ...] = (
     ("format", quote, f"Log format: {', '.join(LOG_FORMATS)}."),
     ("level", quote, f"Least severe level logged: {', '.join(LOG_LEVELS)}."),
 )
-_EXAMPLES = {"server.user": '"postguard"', "server.group": '"postguard"'}
+_EXAMPLES = {
+    "server.user": '"postguard"',
+    "server.group": '"postguard"',
+    "auth.oauth.jwks_file": '"oauth/jwks.json"',
+    "auth.oauth.jwks_url": '"https://idp.example.org/.well-known/jwks.json"',
+    "auth.oauth.issuer": '"https://idp.example.org"',
+    "auth.oauth.audience": '"smtp.example.org"',
+    "auth.oauth.introspection_url": '"https://idp.example.org/oauth2/introspect"',
+    "auth.oauth.introspection_client_id": '"postguard"',
+    "auth.oauth.introspection_client_secret_file": '"oauth/client-secret"',
+}
 
 
 def _relative(path: Path, base: Path) -> Path:
@@ -136,7 +204,10 @@ class _Writer:
             self.lines.append(f"# {comment}")
         self.lines.append(header)
 
-    def entries(self, table: str, settings: object, entries: Iterable[_Entry]) -> None:
+    def entries(
+        self, table: str, settings: object, entries: Iterable[_Entry], *, commented: bool = False
+    ) -> None:
+        """Write each key with the comment above it; ``commented`` comments out every key."""
         for name, render, comment in entries:
             key = f"{table}.{name}"
             value = getattr(settings, name)
@@ -148,7 +219,35 @@ class _Writer:
             elif value is False and key in _WEAKENS:
                 self.lines.append(f"# {name} = false")
             else:
-                self.lines.append(f"{name} = {render(value)}")
+                self.lines.append(f"{'# ' if commented else ''}{name} = {render(value)}")
+
+
+def _render_auth(out: _Writer, config: Config) -> None:
+    data_dir = config.server.data_dir
+    auth = replace(config.auth, accounts_file=_relative(config.auth.accounts_file, data_dir))
+    out.table(
+        "[auth]", "SMTP AUTH (RFC 4954): submission, submissions, and mx if listener.mx.auth is on."
+    )
+    out.entries("auth", auth, _AUTH)
+    if auth.oauth is None:
+        out.lines += [
+            "",
+            f"# {_OAUTH_TITLE}",
+            "# Set exactly one of jwks_file, jwks_url and introspection_url.",
+            "# [auth.oauth]",
+        ]
+        out.entries("auth.oauth", OAuthSettings(), _OAUTH, commented=True)
+        return
+    jwks_file, secret_file = auth.oauth.jwks_file, auth.oauth.introspection_client_secret_file
+    oauth = replace(
+        auth.oauth,
+        jwks_file=None if jwks_file is None else _relative(jwks_file, data_dir),
+        introspection_client_secret_file=(
+            None if secret_file is None else _relative(secret_file, data_dir)
+        ),
+    )
+    out.table("[auth.oauth]", _OAUTH_TITLE)
+    out.entries("auth.oauth", oauth, _OAUTH)
 
 
 def render_sample(config: Config) -> str:
@@ -191,6 +290,7 @@ def render_sample(config: Config) -> str:
     out.entries("local", local, _LOCAL)
     out.table("[local.aliases]", "Alias address = mailbox it delivers to (a local mailbox).")
     out.lines += [f"{quote(alias)} = {quote(target)}" for alias, target in local.aliases.items()]
+    _render_auth(out, config)
     out.table("[log]")
     out.entries("log", config.log, _LOG)
     return "\n".join(out.lines) + "\n"

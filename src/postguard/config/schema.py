@@ -21,7 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
-from postguard.config.units import MINUTES, SECONDS, MiB
+from postguard.config.units import MILLISECONDS, MINUTES, SECONDS, MiB
 
 __all__ = [
     "DEFAULT_LISTENERS",
@@ -29,13 +29,17 @@ __all__ = [
     "LISTENER_NAMES",
     "LOG_FORMATS",
     "LOG_LEVELS",
+    "OAUTH_ALGORITHMS",
+    "SASL_MECHANISMS",
     "TLS_VERSIONS",
+    "AuthSettings",
     "CertificateSettings",
     "Config",
     "LimitsSettings",
     "ListenerSettings",
     "LocalSettings",
     "LogSettings",
+    "OAuthSettings",
     "ServerSettings",
     "TlsMode",
     "TlsSettings",
@@ -76,6 +80,33 @@ DEFAULT_MAX_CONNECTIONS = 1000
 DEFAULT_MAX_CONNECTIONS_PER_IP = 20
 DEFAULT_CERT_WATCH_INTERVAL = 5 * SECONDS
 DEFAULT_MAILDIR_NAME = "mail"
+DEFAULT_ACCOUNTS_FILE_NAME = "accounts.toml"
+
+# SASL mechanisms postguard implements, strongest first; the default offers all of them (each
+# only where it can work: OAuth ones need [auth.oauth], CRAM-MD5 an account with a secret).
+SASL_MECHANISMS = (
+    "SCRAM-SHA-256-PLUS",  # RFC 7677 with channel binding (RFC 5802 §6, RFC 9266)
+    "SCRAM-SHA-256",  # RFC 7677
+    "OAUTHBEARER",  # RFC 7628
+    "XOAUTH2",  # Google's pre-standard bearer-token mechanism, still what many clients send
+    "CRAM-MD5",  # RFC 2195; needs a plaintext-equivalent secret
+    "PLAIN",  # RFC 4616
+    "LOGIN",  # draft-murchison-sasl-login
+)
+# JWS algorithms accepted for OAuth access tokens (RFC 7518 §3.3/§3.4, RFC 8037 §3.1). No
+# HS* (a shared secret is not a public key) and never "none".
+OAUTH_ALGORITHMS = ("RS256", "ES256", "EdDSA")
+DEFAULT_OAUTH_IDENTITY_CLAIM = "email"
+DEFAULT_OAUTH_CACHE_TTL = 5 * MINUTES
+# Brute-force defaults: 10 failures per client address and 20 per account in 15 minutes lock
+# that address or account out for 15 minutes. Each failure is answered after a delay that
+# doubles from 250 ms up to 10 s (250 ms * 2**5 = 8 s is the last step below the cap).
+DEFAULT_MAX_FAILURES_PER_IP = 10
+DEFAULT_MAX_FAILURES_PER_ACCOUNT = 20
+DEFAULT_FAILURE_WINDOW = 15 * MINUTES
+DEFAULT_LOCKOUT = 15 * MINUTES
+DEFAULT_BASE_DELAY = 250 * MILLISECONDS
+DEFAULT_MAX_DELAY = 10 * SECONDS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,6 +187,8 @@ class ListenerSettings:
             (all interfaces); port 0 means any free port.
         tls: TLS mode; settable only for mx, fixed for the other two.
         allow_plaintext: Submission only: accept AUTH and MAIL without STARTTLS (a weakening).
+        auth: Whether the listener offers AUTH. Settable only for mx (default off); always
+            true for submission and submissions, where AUTH is required before MAIL.
     """
 
     name: str
@@ -163,6 +196,7 @@ class ListenerSettings:
     addresses: tuple[tuple[str, int], ...]
     tls: TlsMode
     allow_plaintext: bool = False
+    auth: bool = False
 
 
 LISTENER_NAMES = ("mx", "submission", "submissions")
@@ -171,10 +205,18 @@ DEFAULT_LISTENERS = (
         name="mx", enabled=True, addresses=(("127.0.0.1", 2525),), tls=TlsMode.OPPORTUNISTIC
     ),
     ListenerSettings(
-        name="submission", enabled=True, addresses=(("127.0.0.1", 2587),), tls=TlsMode.REQUIRED
+        name="submission",
+        enabled=True,
+        addresses=(("127.0.0.1", 2587),),
+        tls=TlsMode.REQUIRED,
+        auth=True,
     ),
     ListenerSettings(
-        name="submissions", enabled=True, addresses=(("127.0.0.1", 2465),), tls=TlsMode.IMPLICIT
+        name="submissions",
+        enabled=True,
+        addresses=(("127.0.0.1", 2465),),
+        tls=TlsMode.IMPLICIT,
+        auth=True,
     ),
 )
 
@@ -218,6 +260,79 @@ class LogSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OAuthSettings:
+    """``[auth.oauth]``: validating OAuth 2.0 bearer tokens (OAUTHBEARER, XOAUTH2).
+
+    Exactly one source of truth is set: a local JWKS file, a JWKS URL (tokens are JWTs whose
+    signature, ``iss``, ``aud`` and ``exp`` are checked locally), or a token introspection
+    endpoint (RFC 7662). The loader enforces this, and that a JWKS source comes with
+    ``issuer`` and ``audience``.
+
+    Attributes:
+        jwks_file: Absolute path of a JSON Web Key Set (RFC 7517 §5).
+        jwks_url: ``https://`` URL of a JWKS; ``http://`` needs `allow_insecure_jwks_url`.
+        allow_insecure_jwks_url: Accept an ``http://`` jwks_url (a weakening: whoever can
+            alter the response can mint tokens).
+        issuer: Required ``iss`` claim.
+        audience: Required ``aud`` claim (one of its values).
+        algorithms: JWS ``alg`` values accepted, a non-empty subset of `OAUTH_ALGORITHMS`.
+        identity_claim: Claim holding the address that names the account (`find_by_address`).
+        introspection_url: ``https://`` URL of an RFC 7662 introspection endpoint.
+        introspection_client_id: Client id postguard authenticates to the endpoint with.
+        introspection_client_secret_file: Absolute path of a file holding the client secret
+            (the secret itself never appears in the config).
+        cache_ttl: Seconds a validated token, a fetched JWKS or an introspection answer is
+            reused; 0 means no caching.
+    """
+
+    jwks_file: Path | None = None
+    jwks_url: str | None = None
+    allow_insecure_jwks_url: bool = False
+    issuer: str | None = None
+    audience: str | None = None
+    algorithms: tuple[str, ...] = OAUTH_ALGORITHMS
+    identity_claim: str = DEFAULT_OAUTH_IDENTITY_CLAIM
+    introspection_url: str | None = None
+    introspection_client_id: str | None = None
+    introspection_client_secret_file: Path | None = None
+    cache_ttl: float = DEFAULT_OAUTH_CACHE_TTL
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthSettings:
+    """``[auth]``: SMTP AUTH (RFC 4954) on the listeners that offer it.
+
+    Attributes:
+        accounts_file: Absolute path of the accounts file (`accounts.file_store`).
+        received_shows_identity: Whether the Received header names the authenticated
+            identity (off: only that the client authenticated, RFC 3848 ``ESMTPSA``).
+        mechanisms: SASL mechanisms that may be offered, a subset of `SASL_MECHANISMS` in
+            the configured order. A mechanism is offered only where it can work (see there).
+        max_failures_per_ip: Failed AUTH attempts from one client address within
+            `failure_window` before that address is locked out.
+        max_failures_per_account: Failed AUTH attempts for one account within
+            `failure_window` before the account is locked out.
+        failure_window: Seconds over which failures are counted.
+        lockout: Seconds a locked-out address or account is refused.
+        base_delay: Seconds the first failure is answered after; each further failure
+            doubles it.
+        max_delay: Upper bound of that delay, in seconds.
+        oauth: ``[auth.oauth]``; None means OAUTHBEARER and XOAUTH2 are not offered.
+    """
+
+    accounts_file: Path
+    received_shows_identity: bool = False
+    mechanisms: tuple[str, ...] = SASL_MECHANISMS
+    max_failures_per_ip: int = DEFAULT_MAX_FAILURES_PER_IP
+    max_failures_per_account: int = DEFAULT_MAX_FAILURES_PER_ACCOUNT
+    failure_window: float = DEFAULT_FAILURE_WINDOW
+    lockout: float = DEFAULT_LOCKOUT
+    base_delay: float = DEFAULT_BASE_DELAY
+    max_delay: float = DEFAULT_MAX_DELAY
+    oauth: OAuthSettings | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """A complete, validated configuration.
 
@@ -228,6 +343,7 @@ class Config:
         listeners: All three listeners, in the order mx, submission, submissions (disabled
             ones included, with ``enabled=False``).
         local: ``[local]``.
+        auth: ``[auth]``.
         log: ``[log]``.
         source: The file this was loaded from, None for built-in defaults. Provenance only:
             it does not take part in equality.
@@ -238,6 +354,7 @@ class Config:
     tls: TlsSettings
     listeners: tuple[ListenerSettings, ...]
     local: LocalSettings
+    auth: AuthSettings
     log: LogSettings
     source: Path | None = field(default=None, compare=False)
 

@@ -6,7 +6,12 @@ defaults, with the key path an operator writes and one line saying what it weake
 as a WARNING at start-up, and `sample.py` marks these keys ``# WEAKENS SECURITY:``.
 
 A rule is reported only when it takes effect: ``allow_plaintext`` on a disabled submission
-listener changes nothing, so it is not reported (it will be once the listener is enabled).
+listener changes nothing, so it is not reported (it will be once the listener is enabled);
+``allow_insecure_jwks_url`` is reported only while ``jwks_url`` is an ``http://`` URL.
+
+Not here on purpose: CRAM-MD5. It is not a setting but a property of the accounts (it is
+offered only when an account has a CRAM-MD5 secret), so the credential store reports it
+(`accounts.file_store.FileCredentialStore.warnings`), and the server logs that at start-up.
 Binding a listener to a non-loopback address is not a weakening: that is what a mail server
 is for.
 
@@ -71,6 +76,18 @@ CATALOGUE: tuple[WeakeningRule, ...] = (
         ),
         is_active=lambda config: (
             config.listener("submission").enabled and config.listener("submission").allow_plaintext
+        ),
+    ),
+    WeakeningRule(
+        key="auth.oauth.allow_insecure_jwks_url",
+        explanation=(
+            "OAuth signing keys are fetched over plain http, so anyone on the path can "
+            "substitute their own keys and forge tokens for any account"
+        ),
+        is_active=lambda config: (
+            config.auth.oauth is not None
+            and config.auth.oauth.allow_insecure_jwks_url
+            and (config.auth.oauth.jwks_url or "").startswith("http://")
         ),
     ),
     WeakeningRule(

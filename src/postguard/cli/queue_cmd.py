@@ -1,0 +1,221 @@
+"""``postguard queue``: see and steer what is waiting, against the live store, safely.
+
+    postguard queue list [--json]
+    postguard queue show ID [--json]
+    postguard queue retry ID | --all
+    postguard queue hold ID
+    postguard queue release ID
+    postguard queue delete ID
+    postguard queue stats [--json]
+
+Every action is one transaction on the same SQLite database the server uses
+(WAL mode lets both work at once); the server's queue manager picks changes up
+at its next scan. Exit status: 0 ok, 67 (EX_NOUSER) when the queue ID does not
+exist, 78 configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError
+from ..queue.store.base import MessageRow, QueueStats
+from ..queue.store.sqlite import SqliteQueueStore
+from .common import add_location_arguments, resolve_config
+from .main import EX_CONFIG, EX_OK
+
+EX_NOUSER = 67  # sysexits: "addressee unknown"; here: no such queue ID
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``queue`` and its actions."""
+    parser = sub.add_parser("queue", help="inspect and manage the mail queue")
+    actions = parser.add_subparsers(dest="queue_action", metavar="ACTION", required=True)
+    for name, help_text in (("list", "list queued messages"), ("stats", "counts and ages")):
+        p = actions.add_parser(name, help=help_text)
+        add_location_arguments(p)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.set_defaults(run=run)
+    show = actions.add_parser("show", help="one message: envelope, recipients, replies")
+    add_location_arguments(show)
+    show.add_argument("queue_id")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(run=run)
+    retry = actions.add_parser("retry", help="retry deferred recipients now")
+    add_location_arguments(retry)
+    target = retry.add_mutually_exclusive_group(required=True)
+    target.add_argument("queue_id", nargs="?")
+    target.add_argument("--all", action="store_true", help="every deferred message")
+    retry.set_defaults(run=run)
+    for name, help_text in (
+        ("hold", "keep a message from being delivered"),
+        ("release", "undo hold"),
+        ("delete", "remove a message without delivering or bouncing it"),
+    ):
+        p = actions.add_parser(name, help=help_text)
+        add_location_arguments(p)
+        p.add_argument("queue_id")
+        p.set_defaults(run=run)
+
+
+def queue_directory(args: argparse.Namespace) -> Path:
+    """Where the queue lives (see ``cli/common.py`` for how the data directory is found).
+
+    Raises:
+        ConfigError: the configuration file is invalid.
+    """
+    return resolve_config(args).server.data_dir / "queue"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch one queue action."""
+    try:
+        directory = queue_directory(args)
+    except ConfigError as exc:
+        print(f"postguard: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    if not (directory / "queue.db").exists():
+        store_missing = args.queue_action in ("list", "stats")
+        if store_missing:
+            print("[]" if getattr(args, "json", False) else "queue is empty")
+            return EX_OK
+        print(f"postguard: no queue in {directory}", file=sys.stderr)
+        return EX_NOUSER
+    return asyncio.run(_run(args, SqliteQueueStore(directory)))
+
+
+async def _run(args: argparse.Namespace, store: SqliteQueueStore) -> int:
+    try:
+        action = args.queue_action
+        if action == "list":
+            _print_list(await store.list_messages(), args.json)
+        elif action == "stats":
+            _print_stats(await store.stats(), args.json)
+        elif action == "show":
+            message = await store.get_message(args.queue_id)
+            if message is None:
+                return _unknown(args.queue_id)
+            _print_show(message, args.json)
+        elif action == "retry":
+            count = await store.retry(None if args.all else args.queue_id, now=time.time())
+            if not args.all and await store.get_message(args.queue_id) is None:
+                return _unknown(args.queue_id)
+            print(f"{count} recipient(s) scheduled for immediate retry")
+        else:
+            operations: dict[str, Callable[[str], Awaitable[int]]] = {
+                "hold": store.hold,
+                "release": store.release,
+                "delete": store.delete,
+            }
+            if await operations[action](args.queue_id) == 0:
+                return _unknown(args.queue_id)
+            print(f"{args.queue_id}: {action} done")
+        return EX_OK
+    finally:
+        await store.close()
+
+
+def _unknown(queue_id: str) -> int:
+    print(f"postguard: no message {queue_id} in the queue", file=sys.stderr)
+    return EX_NOUSER
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def message_dict(m: MessageRow) -> dict[str, Any]:
+    """A message as JSON-ready data (the --json format)."""
+    return {
+        "queue_id": m.queue_id,
+        "received_at": _iso(m.received_at),
+        "reverse_path": m.reverse_path,
+        "size": m.size,
+        "held": m.held,
+        "envelope": m.envelope,
+        "recipients": [
+            {
+                "address": r.address,
+                "mailbox": r.mailbox,
+                "route": r.route,
+                "state": "held" if m.held and not r.state.is_final else r.state.value,
+                "attempts": r.attempts,
+                "next_attempt": _iso(r.next_attempt),
+                "last_reply": r.last_reply,
+            }
+            for r in m.recipients
+        ],
+    }
+
+
+def _print_list(messages: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([message_dict(m) for m in messages], indent=2))
+        return
+    if not messages:
+        print("queue is empty")
+        return
+    print(f"{'QUEUE ID':<17} {'RECEIVED':<20} {'SIZE':>8} {'STATE':<10} SENDER → RECIPIENTS")
+    for m in messages:
+        states = {r.state.value for r in m.recipients if not r.state.is_final}
+        state = "held" if m.held else ",".join(sorted(states)) or "done"
+        rcpts = ", ".join(r.address for r in m.recipients if not r.state.is_final)
+        print(
+            f"{m.queue_id:<17} {_iso(m.received_at):<20} {m.size:>8} {state:<10} "
+            f"<{m.reverse_path}> → {rcpts}"
+        )
+
+
+def _print_show(m: MessageRow, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(message_dict(m), indent=2))
+        return
+    data = message_dict(m)
+    print(f"Queue ID:    {m.queue_id}{'  (HELD)' if m.held else ''}")
+    print(f"Received:    {data['received_at']}")
+    print(f"Sender:      <{m.reverse_path}>")
+    print(f"Size:        {m.size} octets")
+    provenance = m.envelope.get("provenance", {})
+    if provenance:
+        tls = provenance.get("tls")
+        tls_text = f"{tls['version']} {tls['cipher']}" if tls else "none (plaintext)"
+        print(
+            f"From client: {provenance.get('client_ip')} ({provenance.get('ehlo')}) "
+            f"via {provenance.get('listener')}"
+        )
+        print(f"TLS:         {tls_text}")
+        print(f"Auth:        {provenance.get('auth') or 'none'}")
+    print("Recipients:")
+    for r in data["recipients"]:
+        print(
+            f"  {r['address']:<30} {r['state']:<10} attempts={r['attempts']} "
+            f"next={r['next_attempt']} via {r['route']}"
+        )
+        if r["last_reply"]:
+            print(f"    last reply: {r['last_reply']}")
+
+
+def _print_stats(stats: QueueStats, as_json: bool) -> None:
+    oldest = None if stats.oldest_received_at is None else time.time() - stats.oldest_received_at
+    data = {
+        "messages": stats.messages,
+        "held_messages": stats.held_messages,
+        "recipients_by_state": stats.recipients_by_state,
+        "oldest_age_seconds": None if oldest is None else round(oldest, 1),
+        "bytes": stats.bytes,
+    }
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    print(f"messages:  {stats.messages} ({stats.held_messages} held)")
+    for state, count in sorted(stats.recipients_by_state.items()):
+        print(f"  {state:<11} {count}")
+    print(f"oldest:    {'-' if oldest is None else f'{oldest:.0f} s'}")
+    print(f"disk use:  {stats.bytes} octets of content")

@@ -1,0 +1,1 @@
+"""Tests for postguard.cli (a package so module names stay unique across tests/)."""
