@@ -16,8 +16,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from postguard.config import load_config
 from postguard.server.app import MailServer
@@ -30,25 +32,50 @@ hostname = "localhost"
 shutdown_grace = "{grace}"
 
 [listener.mx]
-addresses = ["127.0.0.1:0"]
-{mx_tls}
+addresses = [{mx_addresses}]
+{mx_tls}{mx_extra}
 [listener.submission]
 addresses = ["127.0.0.1:0"]
-
+{submission_extra}
 [listener.submissions]
 addresses = ["127.0.0.1:0"]
-"""
+{submissions_extra}"""
 READY_TIMEOUT_SECONDS = 30.0
 LISTENER_LINE = re.compile(r"^\s+(mx|submission|submissions)\s+(smtps?)://(\S+):(\d+)\s")
 
 
-def write_config(data_dir: Path, extra_toml: str = "", *, mx_tls: str = "", grace: str = "5s") -> Path:
-    """Write a test configuration; ``extra_toml`` is appended verbatim."""
+def write_config(
+    data_dir: Path,
+    extra_toml: str = "",
+    *,
+    mx_tls: str = "",
+    grace: str = "5s",
+    mx_addresses: Sequence[str] = ("127.0.0.1:0",),
+    listener_toml: Mapping[str, str] | None = None,
+) -> Path:
+    """Write a test configuration; ``extra_toml`` is appended verbatim.
+
+    TOML forbids defining a table twice, so settings of the tables written here
+    go through keywords: ``mx_addresses`` replaces mx's address list, and
+    ``listener_toml`` maps a listener name to extra lines for its table
+    (``{"submission": "allow_plaintext = true"}``).
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / "postguard.toml"
     mx = f'tls = "{mx_tls}"\n' if mx_tls else ""
+    extra = {name: text.strip() + "\n" for name, text in (listener_toml or {}).items()}
     path.write_text(
-        BASE_TOML.format(data_dir=data_dir, mx_tls=mx, grace=grace) + "\n" + extra_toml,
+        BASE_TOML.format(
+            data_dir=data_dir,
+            mx_tls=mx,
+            grace=grace,
+            mx_addresses=", ".join(f'"{a}"' for a in mx_addresses),
+            mx_extra=extra.get("mx", ""),
+            submission_extra=extra.get("submission", ""),
+            submissions_extra=extra.get("submissions", ""),
+        )
+        + "\n"
+        + extra_toml,
         encoding="utf-8",
     )
     return path
@@ -61,6 +88,8 @@ class ServerInfo:
     data_dir: Path
     ports: dict[str, int] = field(default_factory=dict)
     host: str = "127.0.0.1"
+    # Every bound (host, port) per listener; ``ports`` holds the first one's port.
+    addresses: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
 
     @property
     def ca(self) -> Path:
@@ -80,6 +109,13 @@ class ServerInfo:
         if not new.is_dir():
             return []
         return [p.read_bytes() for p in sorted(new.iterdir())]
+
+    def spooled(self) -> list[Path]:
+        """Queue files (committed or being written) not yet delivered and removed."""
+        queue = self.data_dir / "queue"
+        if not queue.is_dir():
+            return []
+        return sorted(p for p in queue.iterdir() if p.suffix in (".msg", ".tmp"))
 
     async def wait_for_messages(
         self, count: int, mailbox: str = "test@localhost", timeout: float = 20.0
@@ -109,15 +145,18 @@ class InProcessServer(ServerInfo):
         return await self.wait_for_messages(count, mailbox)
 
 
-async def start_in_process(data_dir: Path, extra_toml: str = "", **kwargs: str) -> InProcessServer:
-    """Start a server in this event loop on ports 0."""
+async def start_in_process(data_dir: Path, extra_toml: str = "", **kwargs: Any) -> InProcessServer:
+    """Start a server in this event loop on ports 0 (``kwargs`` go to ``write_config``)."""
     path = write_config(data_dir, extra_toml, **kwargs)
     config = load_config(path)
     server = MailServer(config)
     server.bind()
     await server.start()
     ports = {lst.name: lst.addresses[0].port for lst in server.listeners}
-    return InProcessServer(data_dir=config.server.data_dir, ports=ports, server=server)
+    addresses = {lst.name: [(a.host, a.port) for a in lst.addresses] for lst in server.listeners}
+    return InProcessServer(
+        data_dir=config.server.data_dir, ports=ports, addresses=addresses, server=server
+    )
 
 
 @dataclass
@@ -127,6 +166,7 @@ class SubprocessServer(ServerInfo):
     proc: subprocess.Popen[str] | None = None
     stdout_lines: list[str] = field(default_factory=list)
     stderr_path: Path | None = None
+    config_path: Path | None = None
 
     @property
     def pid(self) -> int:
@@ -153,9 +193,16 @@ class SubprocessServer(ServerInfo):
             self.proc.kill()
             return self.proc.wait(timeout=10)
 
+    def restart(self) -> SubprocessServer:
+        """Start a new ``postguard serve`` on the same data directory and configuration file.
+
+        Ports differ from this server's (port 0); its stderr is appended to the same file.
+        """
+        return start_subprocess(self.data_dir, config=self.config_path)
+
 
 def start_subprocess(
-    data_dir: Path, extra_toml: str = "", *, config: Path | None = None, **kwargs: str
+    data_dir: Path, extra_toml: str = "", *, config: Path | None = None, **kwargs: Any
 ) -> SubprocessServer:
     """Run ``postguard serve`` and wait until it prints "postguard: ready".
 
@@ -164,7 +211,8 @@ def start_subprocess(
     """
     path = config or write_config(data_dir, extra_toml, **kwargs)
     stderr_path = data_dir.parent / f"{data_dir.name}.stderr"
-    err = open(stderr_path, "w")  # noqa: SIM115 - kept open for the child's lifetime
+    # Appended, so a restart on the same data directory keeps the earlier server's log.
+    err = open(stderr_path, "a")  # noqa: SIM115 - kept open for the child's lifetime
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "postguard", "serve", "--config", str(path)],
@@ -173,7 +221,7 @@ def start_subprocess(
         text=True,
         env=env,
     )
-    srv = SubprocessServer(data_dir=data_dir, proc=proc, stderr_path=stderr_path)
+    srv = SubprocessServer(data_dir=data_dir, proc=proc, stderr_path=stderr_path, config_path=path)
     ready = threading.Event()
 
     def pump() -> None:
@@ -183,6 +231,8 @@ def start_subprocess(
             match = LISTENER_LINE.match(line)
             if match:
                 srv.ports.setdefault(match.group(1), int(match.group(4)))
+                host = match.group(3).removeprefix("[").removesuffix("]")
+                srv.addresses.setdefault(match.group(1), []).append((host, int(match.group(4))))
             if line.startswith("postguard: ready"):
                 ready.set()
         ready.set()

@@ -1,0 +1,582 @@
+"""Throughput benchmark: postguard against an aiosmtpd baseline, under the same load.
+
+    python bench/run.py                      # plain and STARTTLS, 20 sessions, 4 KiB, 15 s + 3 s
+    python bench/run.py --record             # ... and append the results to bench/RESULTS.md
+    python bench/run.py --modes starttls --duration 30 --concurrency 50 --size 65536
+    python bench/run.py --profile            # ... then profile postguard under load (py-spy)
+
+Options:
+    --duration SEC      measured seconds per run (default 15)
+    --warmup SEC        seconds of load before measuring starts (default 3)
+    --concurrency N     concurrent SMTP sessions (default 20)
+    --size BYTES        message size including headers (default 4096)
+    --modes LIST        comma-separated: plain, starttls (default both)
+    --rounds N          repeat every (mode, server) run N times (default 1)
+    --pipelining        let smtpload use PIPELINING where advertised (default off)
+    --record            append a dated section to bench/RESULTS.md
+    --profile           after measuring, profile postguard with py-spy in each mode
+    --keep              keep the servers' data directories (printed) instead of deleting them
+
+What it does: builds the C load generator ``<repo>/../shared/tools/smtpload.c`` into
+``bench/out/smtpload``; starts ``python -m postguard serve`` (mx listener only, port 0,
+``[log] level = "warning"``, delivering to a Maildir) and ``bench/baseline_aiosmtpd.py``
+(aiosmtpd, Maildir with fsync before 250, the same development certificate); then runs
+smtpload against each, alternating which server goes first from one mode to the next; and
+prints msgs/s, p50 and p99 latency, each server's CPU use and the postguard/aiosmtpd ratio.
+Raw smtpload JSON and the table go to ``bench/out/results-<timestamp>.json``.
+
+Between runs it waits until postguard's queue has drained into the Maildir, so a run does
+not inherit the previous run's delivery backlog; every message counted as sent must be
+found in the server's Maildir by the end (reported as "stored").
+
+STARTTLS runs verify the server certificate (smtpload ``--cafile`` with the development CA,
+SNI ``localhost``); without ``--cafile`` smtpload does not verify.
+
+Benchmarks only: nothing here asserts a timing (STYLE.md §5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+SHARED = REPO.parent / "shared"
+OUT = BENCH / "out"
+RESULTS_MD = BENCH / "RESULTS.md"
+READY_TIMEOUT_SECONDS = 60.0
+DRAIN_TIMEOUT_SECONDS = 300.0
+MODES = ("plain", "starttls")
+SERVERS = ("postguard", "aiosmtpd")
+RCPT = "test@localhost"
+LISTENER_LINE = re.compile(r"^\s+mx\s+smtp://(\S+):(\d+)\s")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Server:
+    """A server process under test."""
+
+    name: str
+    proc: subprocess.Popen[str]
+    port: int
+    maildir: Path
+    queue_dir: Path | None
+    stderr_path: Path
+    lines: list[str] = field(default_factory=list)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the process (all threads), from /proc."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def stored(self) -> int:
+        new = self.maildir / "new"
+        return sum(1 for _ in new.iterdir()) if new.is_dir() else 0
+
+    def backlog(self) -> int:
+        if self.queue_dir is None or not self.queue_dir.is_dir():
+            return 0
+        return sum(1 for p in self.queue_dir.iterdir() if p.suffix == ".msg")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+def build_smtpload() -> Path:
+    binary = OUT / "smtpload"
+    tools = SHARED / "tools"
+    if not (tools / "smtpload.c").is_file():
+        sys.exit(f"bench: {tools / 'smtpload.c'} not found (shared/ must sit beside the repo)")
+    done = subprocess.run(
+        ["make", "-s", "-C", str(tools), f"OUT={binary}"], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        sys.exit(
+            f"bench: building smtpload failed:\n{done.stderr}\n"
+            "It needs a C compiler and OpenSSL headers: apt-get install -y gcc make libssl-dev"
+        )
+    return binary
+
+
+def _start(
+    name: str, argv: list[str], stderr_path: Path, port_of: re.Pattern[str], ready: str
+) -> tuple[subprocess.Popen[str], int, list[str]]:
+    """Start a server; read its stdout until ``ready``; return the process and its port."""
+    err = open(stderr_path, "w")  # noqa: SIM115 - the child writes to it for its lifetime
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=err,
+        text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    err.close()
+    lines: list[str] = []
+    port: list[int] = []
+    is_ready = threading.Event()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # keep draining so the child never blocks on stdout
+            lines.append(line.rstrip("\n"))
+            if (m := port_of.match(line)) and not port:
+                port.append(int(m.group(m.lastindex or 1)))
+            if line.startswith(ready):
+                is_ready.set()
+        is_ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not is_ready.wait(READY_TIMEOUT_SECONDS) or proc.poll() is not None or not port:
+        proc.kill()
+        proc.wait()
+        sys.exit(f"bench: {name} did not start:\n{stderr_path.read_text()[-3000:]}")
+    return proc, port[0], lines
+
+
+def start_postguard(work: Path, concurrency: int) -> Server:
+    data = work / "postguard"
+    data.mkdir(mode=0o755)
+    config = work / "postguard.toml"
+    config.write_text(
+        f"""\
+[server]
+data_dir = "{data}"
+hostname = "localhost"
+
+[limits]
+max_connections = {max(1000, concurrency * 2)}
+max_connections_per_ip = {concurrency + 16}
+
+[listener.mx]
+addresses = ["127.0.0.1:0"]
+
+[listener.submission]
+enabled = false
+
+[listener.submissions]
+enabled = false
+
+[log]
+level = "warning"
+""",
+        encoding="utf-8",
+    )
+    proc, port, lines = _start(
+        "postguard",
+        [sys.executable, "-m", "postguard", "serve", "--config", str(config)],
+        work / "postguard.stderr",
+        LISTENER_LINE,
+        "postguard: ready",
+    )
+    return Server(
+        "postguard",
+        proc,
+        port,
+        maildir=data / "mail" / "localhost" / "test",
+        queue_dir=data / "queue",
+        stderr_path=work / "postguard.stderr",
+        lines=lines,
+    )
+
+
+def start_baseline(work: Path, cert: Path, key: Path) -> Server:
+    maildir = work / "aiosmtpd-mail"
+    proc, port, lines = _start(
+        "aiosmtpd",
+        [
+            sys.executable,
+            str(BENCH / "baseline_aiosmtpd.py"),
+            "--maildir",
+            str(maildir),
+            "--cert",
+            str(cert),
+            "--key",
+            str(key),
+        ],
+        work / "aiosmtpd.stderr",
+        re.compile(r"^listening on (\d+)"),
+        "ready",
+    )
+    return Server("aiosmtpd", proc, port, maildir, None, work / "aiosmtpd.stderr", lines)
+
+
+def run_load(
+    smtpload: Path, server: Server, mode: str, args: argparse.Namespace, ca: Path
+) -> dict[str, Any]:
+    argv = [
+        str(smtpload),
+        "-H",
+        "127.0.0.1",
+        "-p",
+        str(server.port),
+        "-m",
+        mode,
+        "-c",
+        str(args.concurrency),
+        "-s",
+        str(args.size),
+        "-d",
+        str(args.warmup + args.duration),
+        "-w",
+        str(args.warmup),
+        "--from",
+        "bench@example.org",
+        "--rcpt",
+        RCPT,
+        "--label",
+        f"{server.name}-{mode}",
+    ]
+    if mode == "starttls":
+        argv += ["--cafile", str(ca), "--sni", "localhost"]
+    if args.pipelining:
+        argv.append("-P")
+    stored_before, cpu_before, started = server.stored(), server.cpu_seconds(), time.monotonic()
+    done = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=args.warmup + args.duration + 120,
+    )
+    wall = time.monotonic() - started
+    cpu = server.cpu_seconds() - cpu_before
+    if done.returncode != 0:
+        sys.exit(f"bench: smtpload failed ({done.returncode}):\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    drain_started = time.monotonic()
+    while server.backlog() and time.monotonic() - drain_started < DRAIN_TIMEOUT_SECONDS:
+        time.sleep(0.1)  # a benchmark, not a test: wait for postguard's delivery backlog
+    result["bench"] = {
+        "server": server.name,
+        "server_cpu_s": round(cpu, 3),
+        "server_cpu_pct": round(cpu / wall * 100, 1),
+        "drain_s": round(time.monotonic() - drain_started, 2),
+        "backlog_left": server.backlog(),
+        "sent": result["messages_ok_incl_warmup"],
+        "stored": server.stored() - stored_before,
+        "smtpload_summary": done.stderr.strip(),
+    }
+    return result
+
+
+def profile_postguard(
+    smtpload: Path, server: Server, mode: str, args: argparse.Namespace, ca: Path
+) -> dict[str, Any]:
+    """Load postguard while py-spy samples it; returns the top frames."""
+    py_spy = shutil.which("py-spy")
+    if py_spy is None:
+        print("bench: --profile needs py-spy (pip install py-spy); skipped", file=sys.stderr)
+        return {}
+    seconds = args.warmup + args.duration
+    raw, svg = OUT / f"profile-{mode}.txt", OUT / f"profile-{mode}.svg"
+    spies = [
+        subprocess.Popen(
+            [
+                py_spy,
+                "record",
+                "--pid",
+                str(server.proc.pid),
+                "--duration",
+                str(seconds),
+                "--rate",
+                "200",
+                "--nonblocking",
+                "--format",
+                fmt,
+                "-o",
+                str(path),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for fmt, path in (("raw", raw), ("flamegraph", svg))
+    ]
+    result = run_load(smtpload, server, mode, args, ca)
+    for spy in spies:
+        spy.wait(timeout=seconds + 60)
+    return {
+        "mode": mode,
+        "msgs_per_s_under_profiler": result["msgs_per_s"],
+        "svg": str(svg.relative_to(REPO)),
+        **top_frames(raw),
+    }
+
+
+def top_frames(raw: Path, limit: int = 12) -> dict[str, Any]:
+    """Sample shares from py-spy's collapsed stacks, split by thread kind.
+
+    "event-loop" is the thread running the asyncio/uvloop loop (its CPU bounds throughput);
+    "io-pool" is the ThreadPoolExecutor doing file work (mostly waiting in fsync: wall time,
+    not CPU). Self entries keep the line number, so a syscall shows where it is made.
+    """
+    if not raw.is_file():
+        return {}
+    own: dict[str, Counter[str]] = {}
+    inclusive: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
+        if not frames:
+            continue
+        total += count
+        short = [_short_frame(f) for f in frames]
+        if any(f.startswith("_worker (futures/thread.py") for f in short):
+            kind = "io-pool"
+        elif any(f.startswith(("Runner.run (", "run (uvloop", "_run_loop (")) for f in short):
+            kind = "event-loop"
+        else:
+            kind = "other"
+        kinds[kind] += count
+        own.setdefault(kind, Counter())[_short_frame(frames[-1], keep_line=True)] += count
+        for frame in set(short):
+            inclusive[frame] += count
+
+    def share(counter: Counter[str]) -> list[tuple[str, float]]:
+        return [(f, round(n / total * 100, 1)) for f, n in counter.most_common(limit)]
+
+    return {
+        "samples": total,
+        "threads": {k: round(n / total * 100, 1) for k, n in kinds.most_common()},
+        "self": {kind: share(counter) for kind, counter in own.items()},
+        "inclusive": share(inclusive),
+    }
+
+
+def _short_frame(frame: str, *, keep_line: bool = False) -> str:
+    """'func (/long/path/pkg/mod.py:12)' -> 'func (pkg/mod.py)' (or with ':12')."""
+    m = re.match(r"^(.*) \((.*?):(\d+)\)$", frame)
+    if not m:
+        return frame
+    func, path, line = m.groups()
+    where = "/".join(Path(path).parts[-2:])
+    return f"{func} ({where}:{line})" if keep_line else f"{func} ({where})"
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        loop = "asyncio"
+    else:
+        loop = "uvloop"
+    import postguard
+
+    rev = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    imported = Path(postguard.__file__).resolve().parent.parent
+    if imported != REPO / "src":
+        rev = f"{rev or 'unknown'} (postguard imported from {imported})"
+    elif subprocess.run(
+        ["git", "-C", str(REPO), "diff", "--quiet", "HEAD", "--", "src"]
+    ).returncode:
+        rev = f"{rev or 'unknown'} with uncommitted changes in src/"
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loop": loop,
+        "commit": rev or "unknown",
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> list[str]:
+    header = "| mode | server | msgs/s | p50 ms | p99 ms | server CPU % | failures | pg/aiosmtpd |"
+    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        ratio = f"{row['ratio']:.2f}" if row.get("ratio") is not None else ""
+        lines.append(
+            f"| {row['mode']} | {row['server']} | {row['msgs_per_s']:.1f} | {row['p50']:.2f} "
+            f"| {row['p99']:.2f} | {row['cpu_pct']:.0f} | {row['failures']} | {ratio} |"
+        )
+    return lines
+
+
+def summarise(runs: list[dict[str, Any]], modes: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for mode in modes:
+        by_server: dict[str, dict[str, Any]] = {}
+        for name in SERVERS:
+            mine = [r for r in runs if r["mode"] == mode and r["bench"]["server"] == name]
+            if not mine:
+                continue
+
+            def mean(values: list[float]) -> float:
+                return sum(values) / len(values)
+
+            by_server[name] = {
+                "mode": mode,
+                "server": name,
+                "msgs_per_s": mean([r["msgs_per_s"] for r in mine]),
+                "p50": mean([r["latency_ms"]["p50"] for r in mine]),
+                "p99": mean([r["latency_ms"]["p99"] for r in mine]),
+                "cpu_pct": mean([r["bench"]["server_cpu_pct"] for r in mine]),
+                "failures": sum(r["failures"]["total"] for r in mine),
+                "ratio": None,
+            }
+        if "postguard" in by_server and "aiosmtpd" in by_server:
+            base = by_server["aiosmtpd"]["msgs_per_s"]
+            by_server["postguard"]["ratio"] = by_server["postguard"]["msgs_per_s"] / base
+        rows += list(by_server.values())
+    return rows
+
+
+def record(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Namespace) -> None:
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    section = [
+        "",
+        f"## {when}",
+        "",
+        f"Machine: {info['nproc']} CPUs ({info['cpu']}), Linux {info['kernel']}, "
+        f"Python {info['python']} on {info['loop']}; postguard at {info['commit']}.",
+        f"Load: smtpload, {args.concurrency} sessions, {args.size}-byte messages, "
+        f"{args.duration} s measured after {args.warmup} s warm-up, {args.rounds} round(s), "
+        f"pipelining {'on' if args.pipelining else 'off'}, STARTTLS verifying the certificate.",
+        "",
+        *table(rows),
+        "",
+    ]
+    with open(RESULTS_MD, "a", encoding="utf-8") as f:
+        f.write("\n".join(section))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="postguard vs aiosmtpd throughput (see the module docstring)"
+    )
+    parser.add_argument("--duration", type=int, default=15, help="measured seconds per run")
+    parser.add_argument("--warmup", type=int, default=3, help="warm-up seconds per run")
+    parser.add_argument("--concurrency", type=int, default=20, help="concurrent sessions")
+    parser.add_argument("--size", type=int, default=4096, help="message size in bytes")
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated modes")
+    parser.add_argument("--rounds", type=int, default=1, help="repetitions of every run")
+    parser.add_argument("--pipelining", action="store_true", help="use PIPELINING")
+    parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
+    parser.add_argument("--profile", action="store_true", help="py-spy profile of postguard")
+    parser.add_argument("--keep", action="store_true", help="keep the data directories")
+    args = parser.parse_args()
+    args.mode_list = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = set(args.mode_list) - set(MODES)
+    if unknown or not args.mode_list:
+        parser.error(f"--modes: unknown {sorted(unknown)}; choose from {', '.join(MODES)}")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    smtpload = build_smtpload()
+    # postguard started as root drops to "nobody", which must be able to enter its data dir
+    work = Path(tempfile.mkdtemp(prefix="pg-bench-"))
+    work.chmod(0o755)
+    servers: dict[str, Server] = {}
+    try:
+        servers["postguard"] = start_postguard(work, args.concurrency)
+        tls = work / "postguard" / "tls"
+        servers["aiosmtpd"] = start_baseline(work, tls / "cert.pem", tls / "key.pem")
+        ca = tls / "ca.pem"
+        runs: list[dict[str, Any]] = []
+        order = list(SERVERS)
+        for round_no in range(args.rounds):
+            for mode in args.mode_list:
+                for name in order:
+                    print(f"bench: round {round_no + 1} {mode} {name} ...", flush=True)
+                    result = run_load(smtpload, servers[name], mode, args, ca)
+                    result["mode"] = mode
+                    result["round"] = round_no + 1
+                    runs.append(result)
+                    print(f"  {result['bench']['smtpload_summary']}", flush=True)
+                order.reverse()  # alternate who goes first (page cache, CPU boost, journal)
+        profiles = []
+        if args.profile:
+            for mode in args.mode_list:
+                print(f"bench: profiling postguard, {mode} ...", flush=True)
+                profiles.append(profile_postguard(smtpload, servers["postguard"], mode, args, ca))
+    finally:
+        for server in servers.values():
+            server.stop()
+        if args.keep:
+            print(f"data directories kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+    rows = summarise(runs, args.mode_list)
+    info = machine()
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out_json = OUT / f"results-{stamp}.json"
+    out_json.write_text(
+        json.dumps(
+            {
+                "machine": info,
+                "args": vars(args),
+                "table": rows,
+                "runs": runs,
+                "profiles": profiles,
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
+    print()
+    print("\n".join(table(rows)))
+    for run in runs:
+        b = run["bench"]
+        if b["stored"] < b["sent"] or b["backlog_left"]:
+            print(
+                f"WARNING: {b['server']} {run['mode']}: {b['sent']} acknowledged, "
+                f"{b['stored']} stored, {b['backlog_left']} still queued",
+                file=sys.stderr,
+            )
+    for prof in profiles:
+        print(f"\nprofile of postguard, {prof.get('mode')} ({prof.get('samples')} samples):")
+        print(f"  samples by thread: {prof.get('threads')}")
+        for kind, entries in prof.get("self", {}).items():
+            print(f"  top self, {kind} thread(s):")
+            for frame, pct in entries:
+                print(f"    {pct:5.1f}%  {frame}")
+        print("  top inclusive:")
+        for frame, pct in prof.get("inclusive", []):
+            print(f"    {pct:5.1f}%  {frame}")
+    print(f"\nraw results: {out_json.relative_to(REPO)}")
+    if args.record:
+        record(rows, info, args)
+        print(f"recorded in {RESULTS_MD.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,473 @@
+"""Durability: "250 means on stable storage", across SIGKILL, full disks and I/O errors.
+
+What this module proves, with real processes, real TLS and real file systems:
+
+* **Order of operations.** Under ``strace``, for every message answered 250, the spool
+  file was fsync'd, then renamed from ``<id>.tmp`` to ``<id>.msg``, then a directory fsync
+  *started after that rename* completed, and only then was the 250 written to the socket.
+  (A SIGKILL keeps the page cache, so the crash test alone cannot tell a missing fsync from
+  a present one; the syscall trace can.)
+* **Crash recovery.** Eight concurrent STARTTLS senders load a ``postguard serve``
+  subprocess; once enough messages were acknowledged it is killed with SIGKILL mid-load and
+  restarted on the same data directory and configuration file, three times. Every
+  Message-ID that got a 250 must end up in the Maildir. Delivery is at-least-once (see
+  ``queue/manager.py``), so duplicates are reported, not failed; a message that is missing,
+  or one that nobody sent, fails the test, and so does a quarantined queue file (rename is
+  atomic, so a crash must never leave a corrupt ``.msg``).
+* **Full disk and I/O errors.** A 512 KiB tmpfs mounted as the server's ``queue``
+  directory (root only: CI runs as root; elsewhere the test skips and says why) is filled:
+  DATA gets 452 4.3.1, for a message kept in memory and for one streamed to disk, nothing is
+  delivered and no spool file is left; once space is freed the next message on the same
+  connection gets 250 and is delivered. Remounted read-only (EROFS, a non-ENOSPC storage
+  error), DATA gets 451 4.3.0.
+
+Waiting is always a bounded poll on a condition (acknowledgement counts, Maildir contents),
+never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import errno
+import logging
+import os
+import re
+import shutil
+import signal
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from helpers.dialogue import Dialogue
+from helpers.servers import ServerInfo, SubprocessServer, start_in_process, start_subprocess
+
+SENDERS = 8
+MESSAGES_PER_CONNECTION = 5
+ACKS_BEFORE_KILL = 40
+KILL_ROUNDS = 3
+LARGE_EVERY = 7  # every 7th message is larger than the spool's in-memory threshold
+LARGE_BODY_OCTETS = 150 * 1024
+ACKS_TIMEOUT_SECONDS = 90.0
+DELIVERY_TIMEOUT_SECONDS = 90.0
+SENDERS_EXIT_TIMEOUT_SECONDS = 30.0
+POLL_INTERVAL_SECONDS = 0.05
+TMPFS_SIZE = "512k"
+FILL_CHUNK_OCTETS = 64 * 1024
+MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*<([^>\r\n]+)>", re.IGNORECASE | re.MULTILINE)
+QUEUED_AS = re.compile(r"queued as ([0-9A-Z]{16})")
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def message_body(message_id: str, size: int = 0) -> bytes:
+    head = f"Message-ID: <{message_id}>\r\nSubject: durability {message_id}\r\n\r\n".encode()
+    line = b"All work and no play makes Jack a dull boy, all work and no play.\r\n"
+    return head + line * max(1, size // len(line))
+
+
+def delivered_ids(server: ServerInfo, mailbox: str = "test@localhost") -> collections.Counter[str]:
+    """Message-IDs of every message in the mailbox (new/ and cur/), with multiplicity."""
+    found: collections.Counter[str] = collections.Counter()
+    for sub in ("new", "cur"):
+        folder = server.maildir(mailbox) / sub
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            header = path.read_bytes().split(b"\r\n\r\n", 1)[0]
+            found.update(m.decode() for m in MESSAGE_ID.findall(header))
+    return found
+
+
+async def wait_until_delivered(
+    server: ServerInfo, wanted: set[str], timeout: float = DELIVERY_TIMEOUT_SECONDS
+) -> collections.Counter[str]:
+    """Bounded poll until every Message-ID in ``wanted`` is in the Maildir."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = delivered_ids(server)
+        if wanted <= found.keys() or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(POLL_INTERVAL_SECONDS)
+
+
+def spool_files(data_dir: Path) -> list[str]:
+    queue = data_dir / "queue"
+    return sorted(p.name for p in queue.iterdir()) if queue.is_dir() else []
+
+
+async def wait_until_spool_is_empty(data_dir: Path, timeout: float = 30.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [n for n in spool_files(data_dir) if n.endswith((".msg", ".tmp"))]
+        if not left or time.monotonic() > deadline:
+            return left
+        await asyncio.sleep(POLL_INTERVAL_SECONDS)
+
+
+@contextlib.contextmanager
+def postguard_records(caplog: pytest.LogCaptureFixture) -> Iterator[list[logging.LogRecord]]:
+    """caplog's records of the "postguard" logger, even if propagation was turned off."""
+    logger = logging.getLogger("postguard")
+    saved = logger.propagate, logger.level
+    logger.addHandler(caplog.handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        yield caplog.records
+    finally:
+        logger.removeHandler(caplog.handler)
+        logger.propagate, logger.level = saved
+
+
+class Tmpfs:
+    """A small tmpfs mounted for one test; unmounted when its generator closes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.filler = path / "filler"
+
+    def fill(self) -> None:
+        """Write a filler file until the file system reports ENOSPC."""
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            for size in (FILL_CHUNK_OCTETS, 4096, 1):
+                chunk = b"\0" * size
+                while True:
+                    try:
+                        os.write(fd, chunk)
+                    except OSError as exc:
+                        assert exc.errno == errno.ENOSPC, exc
+                        break
+        finally:
+            os.close(fd)
+
+    def free(self) -> None:
+        self.filler.unlink(missing_ok=True)
+
+    def remount(self, mode: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,{mode}", str(self.path)], check=True)
+
+
+def mount_tmpfs(path: Path) -> Iterator[Tmpfs]:
+    if os.geteuid() != 0:
+        pytest.skip(
+            "SKIPPED LOUDLY: mounting a tmpfs to fill the disk needs root "
+            "(CI runs as root, so this runs there)"
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0700", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        message = f"cannot mount a tmpfs at {path}: {done.stderr.strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(f"SKIPPED LOUDLY: {message}")
+    try:
+        yield Tmpfs(path)
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+@pytest.fixture
+def queue_tmpfs(tmp_path: Path) -> Iterator[Tmpfs]:
+    """A 512 KiB tmpfs mounted at ``<data_dir>/queue`` of an in-process server's data dir."""
+    yield from mount_tmpfs(tmp_path / "server" / "queue")
+
+
+async def open_session(server: ServerInfo, *, tls: bool = True) -> Dialogue:
+    dlg = await Dialogue.connect(server.ports["mx"])
+    await dlg.expect("220")
+    await dlg.cmd("EHLO client.test", expect="250")
+    if tls:
+        await dlg.starttls(server.client_tls())
+        await dlg.cmd("EHLO client.test", expect="250")
+    return dlg
+
+
+# --- crash recovery -------------------------------------------------------------------------
+
+
+@dataclass
+class LoadRound:
+    """Senders that load one server until it is killed; records what was acknowledged."""
+
+    server: SubprocessServer
+    round_no: int
+    acked: list[str] = field(default_factory=list)
+    in_doubt: set[str] = field(default_factory=set)  # DATA sent, no reply seen
+    refused: list[str] = field(default_factory=list)  # non-250 replies before the kill
+    errors: list[str] = field(default_factory=list)  # exceptions before the kill
+    killed: bool = False
+    enough: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def sender(self, sender_no: int) -> None:
+        tls = self.server.client_tls()
+        counter = 0
+        while not self.killed:
+            dlg: Dialogue | None = None
+            try:
+                dlg = await Dialogue.connect(self.server.ports["mx"])
+                await dlg.expect("220")
+                await dlg.cmd("EHLO client.test", expect="250")
+                await dlg.starttls(tls)
+                await dlg.cmd("EHLO client.test", expect="250")
+                for _ in range(MESSAGES_PER_CONNECTION):
+                    counter += 1
+                    message_id = f"r{self.round_no}.s{sender_no}.n{counter}@durability.test"
+                    size = LARGE_BODY_OCTETS if counter % LARGE_EVERY == 0 else 2048
+                    self.in_doubt.add(message_id)
+                    reply = await dlg.send_message(message_body(message_id, size))
+                    if reply[-1].startswith("250 "):
+                        self.in_doubt.discard(message_id)
+                        self.acked.append(message_id)
+                        if len(self.acked) >= ACKS_BEFORE_KILL:
+                            self.enough.set()
+                    elif not self.killed:
+                        self.refused.append(f"{message_id}: {reply!r}")
+                        return
+                await dlg.cmd("QUIT", expect="221")
+            except (OSError, ssl.SSLError, asyncio.IncompleteReadError, AssertionError) as exc:
+                # TimeoutError and ConnectionError are OSErrors; after SIGKILL all are expected
+                if not self.killed:
+                    self.errors.append(f"sender {sender_no}: {exc!r}")
+                return
+            finally:
+                if dlg is not None:
+                    dlg.writer.close()
+
+    async def run_until_killed(self) -> None:
+        tasks = [asyncio.create_task(self.sender(i)) for i in range(SENDERS)]
+        try:
+            await asyncio.wait(
+                [asyncio.create_task(self.enough.wait()), *tasks],
+                timeout=ACKS_TIMEOUT_SECONDS,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            assert self.enough.is_set(), (
+                f"round {self.round_no}: only {len(self.acked)} acknowledgements; "
+                f"errors={self.errors} refused={self.refused}\n{self.server.stderr()[-3000:]}"
+            )
+        finally:
+            self.killed = True
+            await asyncio.to_thread(self.server.kill9)  # senders keep running meanwhile
+            await asyncio.wait_for(
+                asyncio.gather(*tasks, return_exceptions=True), SENDERS_EXIT_TIMEOUT_SECONDS
+            )
+
+
+def recovered_counts(server: SubprocessServer) -> list[int]:
+    """``recovered=N`` of every start-up logged to this data directory's stderr file."""
+    return [int(n) for n in re.findall(r"server\.started.*recovered=(\d+)", server.stderr())]
+
+
+async def test_every_acknowledged_message_survives_sigkill_and_restart(
+    traversable_dir: Path, record_property: pytest.RecordProperty
+) -> None:
+    data_dir = traversable_dir / "crash"
+    server = start_subprocess(data_dir)
+    acked: list[str] = []
+    in_doubt: set[str] = set()
+    report: list[str] = []
+    try:
+        for round_no in range(1, KILL_ROUNDS + 1):
+            load = LoadRound(server, round_no)
+            await load.run_until_killed()
+            assert not load.errors, load.errors
+            assert not load.refused, load.refused
+            acked += load.acked
+            in_doubt |= load.in_doubt
+            assert len(set(acked)) == len(acked)
+
+            server = await asyncio.to_thread(server.restart)  # same data dir and config file
+            found = await wait_until_delivered(server, set(acked))
+            missing = sorted(set(acked) - found.keys())
+            assert not missing, (
+                f"after kill {round_no}: {len(missing)} acknowledged messages lost: {missing[:10]}"
+            )
+            report.append(
+                f"kill {round_no}: {len(load.acked)} acknowledged, {len(load.in_doubt)} in doubt, "
+                f"recovered at restart {recovered_counts(server)[-1]}"
+            )
+
+        left = await wait_until_spool_is_empty(data_dir)
+        assert not left, f"spool not drained after delivery: {left}"
+        found = delivered_ids(server)
+        assert set(acked) <= found.keys()
+        unknown = sorted(found.keys() - set(acked) - in_doubt)
+        assert not unknown, f"delivered messages nobody sent: {unknown[:10]}"
+        quarantine = data_dir / "queue" / "quarantine"
+        assert not quarantine.exists() or not list(quarantine.iterdir()), "corrupt queue file"
+        duplicates = {mid: n for mid, n in found.items() if n > 1}
+        delivered_in_doubt = len(in_doubt & found.keys())
+        report.append(
+            f"total: {len(acked)} acknowledged, all delivered; {len(duplicates)} delivered more "
+            f"than once (at-least-once); {delivered_in_doubt}/{len(in_doubt)} unacknowledged "
+            "in-flight messages delivered too"
+        )
+        print("\n".join(report))
+        record_property("durability_report", " | ".join(report))
+        record_property("duplicates", len(duplicates))
+        assert server.stop() == 0
+    finally:
+        server.stop()
+
+
+# --- the order of syscalls behind a 250 -------------------------------------------------------
+
+
+@dataclass
+class Syscall:
+    name: str
+    args: str
+    start: int  # line index of the call's entry in the trace
+    end: int  # line index of its completion
+    result: str
+
+
+def parse_strace(text: str) -> list[Syscall]:
+    """Parse ``strace -f -y`` output, joining ``<unfinished ...>``/``resumed`` pairs."""
+    calls: list[Syscall] = []
+    pending: dict[str, tuple[str, str, int]] = {}
+    complete = re.compile(r"^(\w+)\((.*)\)\s+=\s+(.*)$")
+    unfinished = re.compile(r"^(\w+)\((.*) <unfinished \.\.\.>$")
+    resumed = re.compile(r"^<\.\.\. (\w+) resumed>(.*)\)\s+=\s+(.*)$")
+    for index, raw in enumerate(text.splitlines()):
+        tid, _, line = raw.partition(" ")
+        line = line.strip()
+        if m := unfinished.match(line):
+            pending[tid] = (m.group(1), m.group(2), index)
+        elif m := resumed.match(line):
+            name, args, start = pending.pop(tid, (m.group(1), "", index))
+            calls.append(Syscall(name, args + m.group(2), start, index, m.group(3)))
+        elif m := complete.match(line):
+            calls.append(Syscall(m.group(1), m.group(2), index, index, m.group(3)))
+    return calls
+
+
+async def test_250_is_sent_only_after_fsync_rename_and_directory_fsync(
+    traversable_dir: Path, tmp_path: Path
+) -> None:
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("SKIPPED LOUDLY: strace is not installed (apt-get install strace)")
+    data_dir = traversable_dir / "traced"
+    server = start_subprocess(data_dir, '[log]\nlevel = "warning"\n')
+    trace_path, trace_err = tmp_path / "trace.txt", tmp_path / "strace.err"
+    syscalls = "fsync,fdatasync,rename,renameat,renameat2,write,writev,sendto,sendmsg"
+    with open(trace_err, "w") as err:
+        options = ["-f", "-y", "-s", "200", "-e", f"trace={syscalls}", "-o", str(trace_path)]
+        tracer = subprocess.Popen([strace, *options, "-p", str(server.pid)], stderr=err)
+    try:
+        deadline = time.monotonic() + 20
+        while "attached" not in trace_err.read_text() and time.monotonic() < deadline:
+            assert tracer.poll() is None, trace_err.read_text()
+            await asyncio.sleep(POLL_INTERVAL_SECONDS)
+        assert "attached" in trace_err.read_text(), "strace did not attach"
+
+        async def send(sender_no: int) -> list[str]:
+            dlg = await open_session(server, tls=False)  # plaintext, so the 250 is readable
+            queue_ids = []
+            for n in range(4):
+                reply = await dlg.send_message(message_body(f"t{sender_no}.{n}@trace.test"))
+                assert reply[-1].startswith("250 2.0.0"), reply
+                queue_ids += QUEUED_AS.findall(reply[-1])
+            await dlg.cmd("QUIT", expect="221")
+            await dlg.close()
+            return queue_ids
+
+        queue_ids = [
+            q for batch in await asyncio.gather(*(send(i) for i in range(3))) for q in batch
+        ]
+    finally:
+        tracer.send_signal(signal.SIGINT)  # detaches; the server keeps running
+        tracer.wait(timeout=20)
+        server.stop()
+
+    calls = parse_strace(trace_path.read_text())
+    queue_dir = os.path.realpath(data_dir / "queue")
+    dir_syncs = [
+        c for c in calls if c.name in ("fsync", "fdatasync") and f"<{queue_dir}>" in c.args
+    ]
+    assert len(queue_ids) == 12
+    for qid in queue_ids:
+        file_sync = [
+            c for c in calls if c.name in ("fsync", "fdatasync") and f"/{qid}.tmp>" in c.args
+        ]
+        rename = [c for c in calls if c.name.startswith("rename") and f"/{qid}.msg" in c.args]
+        reply = [c for c in calls if f"queued as {qid}" in c.args]
+        assert len(file_sync) == 1 and file_sync[0].result.startswith("0"), (qid, file_sync)
+        assert len(rename) == 1 and rename[0].result.startswith("0"), (qid, rename)
+        assert f"/{qid}.tmp" in rename[0].args
+        assert reply, f"no 250 for {qid} in the trace"
+        assert file_sync[0].end < rename[0].start, f"{qid}: renamed before the file fsync returned"
+        covering = [
+            c
+            for c in dir_syncs
+            if c.start > rename[0].end and c.end < reply[0].start and c.result.startswith("0")
+        ]
+        assert covering, f"{qid}: 250 sent without a directory fsync started after the rename"
+
+
+# --- full disk and I/O errors ---------------------------------------------------------------
+
+
+async def test_full_queue_file_system_is_452_4_3_1_and_the_next_message_after_freeing_is_250(
+    tmp_path: Path, queue_tmpfs: Tmpfs, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await start_in_process(tmp_path / "server")
+    try:
+        dlg = await open_session(server)
+        queue_tmpfs.fill()
+        with postguard_records(caplog) as records:
+            small = await dlg.send_message(message_body("small@full.test", 2048))
+            large = await dlg.send_message(message_body("large@full.test", 300 * 1024))
+        assert small[-1].startswith("452 4.3.1"), small
+        assert large[-1].startswith("452 4.3.1"), large
+        failures = [r for r in records if r.getMessage() == "queue.commit_failed"]
+        assert [r.levelno for r in failures] == [logging.ERROR] * 2
+        assert spool_files(server.data_dir) == ["filler"], "a failed commit left a spool file"
+
+        queue_tmpfs.free()
+        ok = await dlg.send_message(message_body("after@full.test", 2048))
+        assert ok[-1].startswith("250 2.0.0"), ok
+        await dlg.cmd("QUIT", expect="221")
+        await dlg.close()
+
+        found = await wait_until_delivered(server, {"after@full.test"})
+        assert found == collections.Counter({"after@full.test": 1})
+        assert await wait_until_spool_is_empty(server.data_dir) == []
+    finally:
+        await server.stop()
+
+
+async def test_read_only_queue_file_system_is_451_4_3_0_then_250_when_writable(
+    tmp_path: Path, queue_tmpfs: Tmpfs
+) -> None:
+    server = await start_in_process(tmp_path / "server")
+    try:
+        dlg = await open_session(server)
+        queue_tmpfs.remount("ro")
+        try:
+            refused = await dlg.send_message(message_body("ro@io.test", 2048))
+        finally:
+            queue_tmpfs.remount("rw")
+        assert refused[-1].startswith("451 4.3.0"), refused
+        ok = await dlg.send_message(message_body("rw@io.test", 2048))
+        assert ok[-1].startswith("250 2.0.0"), ok
+        await dlg.cmd("QUIT", expect="221")
+        await dlg.close()
+        found = await wait_until_delivered(server, {"rw@io.test"})
+        assert found == collections.Counter({"rw@io.test": 1})
+    finally:
+        await server.stop()
