@@ -31,7 +31,9 @@ class GrammarError(ValueError):
 
 
 # RFC 5322 atext, as RFC 5321 §4.1.2 uses it for Atom.
-_ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
+# The hyphen is escaped: this text is pasted into character classes next to other
+# ranges, where a bare "-" would join "~" to the next character as a range.
+_ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-"
 _UTF8_NON_ASCII = r"\u0080-\U0010ffff"  # RFC 6531 §3.3 UTF8-non-ascii
 _DOT_STRING_ASCII = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*")
 _DOT_STRING_UTF8 = re.compile(rf"[{_ATEXT}{_UTF8_NON_ASCII}]+(?:\.[{_ATEXT}{_UTF8_NON_ASCII}]+)*")
@@ -116,9 +118,13 @@ def parse_address_literal(text: str) -> str:
     inner = text[1:-1]
     if inner[:5].lower() == "ipv6:":
         try:
-            return f"[IPv6:{ipaddress.IPv6Address(inner[5:]).compressed}]"
+            address = ipaddress.IPv6Address(inner[5:])
         except ValueError:
             raise GrammarError("invalid IPv6 address literal") from None
+        if address.scope_id is not None:
+            # RFC 5321 §4.1.3 IPv6-addr has no zone; ipaddress accepts any text after "%".
+            raise GrammarError("zone identifier in IPv6 address literal")
+        return f"[IPv6:{address.compressed}]"
     if re.fullmatch(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}", inner):
         try:
             return f"[{ipaddress.IPv4Address(inner)}]"
@@ -258,10 +264,14 @@ def parse_esmtp_params(text: str, *, utf8: bool = False) -> dict[str, str | None
 def decode_xtext(text: str) -> str:
     """Decode RFC 3461 §4 xtext ("+" followed by two upper-case hex digits).
 
+    xtext encodes octets; they are decoded as UTF-8 (RFC 6533 §3 carries UTF-8
+    addresses the same way), so ``encode_xtext`` and this function round-trip.
+
     Raises:
-        GrammarError: on a malformed escape or a character outside xchar.
+        GrammarError: on a malformed escape, a character outside xchar, or
+            octets that are not UTF-8.
     """
-    out: list[str] = []
+    out = bytearray()
     i = 0
     while i < len(text):
         ch = text[i]
@@ -269,20 +279,24 @@ def decode_xtext(text: str) -> str:
             hexpair = text[i + 1 : i + 3]
             if len(hexpair) != 2 or not re.fullmatch(r"[0-9A-F]{2}", hexpair):
                 raise GrammarError("invalid xtext escape")
-            out.append(chr(int(hexpair, 16)))
+            out.append(int(hexpair, 16))
             i += 3
             continue
         if not ("\x21" <= ch <= "\x7e") or ch == "=":
             raise GrammarError("invalid xtext character")
-        out.append(ch)
+        out.append(ord(ch))
         i += 1
-    return "".join(out)
+    try:
+        return out.decode("utf-8")
+    except UnicodeDecodeError:
+        raise GrammarError("xtext is not UTF-8") from None
 
 
 def encode_xtext(text: str) -> str:
-    """Encode text as RFC 3461 xtext."""
+    """Encode text as RFC 3461 xtext: its UTF-8 octets, "+HH" outside xchar."""
     return "".join(
-        ch if "\x21" <= ch <= "\x7e" and ch not in "+=" else f"+{ord(ch):02X}" for ch in text
+        chr(octet) if 0x21 <= octet <= 0x7E and octet not in b"+=" else f"+{octet:02X}"
+        for octet in text.encode("utf-8")
     )
 
 

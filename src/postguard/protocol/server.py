@@ -93,6 +93,7 @@ class ServerConnection:
         self._data: DataReceiver | None = None
         self._bdat: BdatReceiver | None = None
         self._bdat_last = False
+        self._bdat_chunk_octets = 0
         self._bdat_resume_state: State | None = None
         self._pending_end: c.Command | None = None
         self._awaiting: c.Command | _EngineError | None = None
@@ -209,6 +210,12 @@ class ServerConnection:
         except UnicodeDecodeError:
             raise self._violation(replies.R500_UNRECOGNIZED, "command is not UTF-8") from None
         verb, _, arg = text.partition(" ")
+        if not verb.isascii():
+            # SECURITY: str.upper() folds some non-ASCII letters into ASCII (U+0131
+            # dotless i → "I", U+FB06 "st" ligature → "ST", so "STARTTLS" can be spelt
+            # without ASCII S or T); a verb is ASCII (RFC 5321 §2.4), and a filter in
+            # front of us and we must agree on which command this is.
+            raise self._violation(replies.R500_UNRECOGNIZED, "non-ASCII command verb")
         verb = verb.upper()
         if len(item.text) + 2 > MAX_COMMAND_LINE_OCTETS and verb not in ("MAIL", "RCPT"):
             raise self._violation(replies.R500_LINE_TOO_LONG, f"{verb} line too long")
@@ -288,7 +295,8 @@ class ServerConnection:
         auth: str | None = None
         for key, value in params.items():
             if key == "SIZE":  # RFC 1870 §3: size-value = 1*20DIGIT
-                if value is None or not value.isdigit() or len(value) > 20:
+                # str.isdigit() is also true for "²" (int() refuses it) and "٣": ASCII only.
+                if value is None or not (value.isascii() and value.isdigit()) or len(value) > 20:
                     raise self._violation(replies.R501_BAD_PARAMETER, "bad SIZE value")
                 size = int(value)
                 limit = self.options.max_message_size
@@ -296,7 +304,7 @@ class ServerConnection:
                     raise self._violation(replies.R552_TOO_BIG, "declared SIZE over the limit")
             elif key == "BODY":  # RFC 6152 §3, RFC 3030 §3
                 allowed = {"7BIT", "8BITMIME"} | ({"BINARYMIME"} if self._binarymime else set())
-                if value is None or value.upper() not in allowed:
+                if value is None or not value.isascii() or value.upper() not in allowed:
                     raise self._violation(replies.R504_UNSUPPORTED_PARAMETER, "bad BODY value")
                 body = c.BodyType(value.upper())
             elif key == "SMTPUTF8" and self.options.smtputf8:  # RFC 6531 §3.4
@@ -368,12 +376,14 @@ class ServerConnection:
     def _cmd_bdat(self, arg: str) -> c.Event | Sentinel:
         if not self.options.chunking:
             raise self._violation(replies.R500_UNRECOGNIZED, "BDAT without CHUNKING")
-        parts = arg.split()
+        # RFC 3030 §2: "BDAT" SP chunk-size [ SP end-marker ], all ASCII. str.split()
+        # would also split on VT/FS/NBSP, and isdigit()/upper() accept non-ASCII.
+        parts = [part for part in arg.split(" ") if part]
         if (
             not 1 <= len(parts) <= 2
-            or not parts[0].isdigit()
+            or not (parts[0].isascii() and parts[0].isdigit())
             or len(parts[0]) > _MAX_BDAT_SIZE_DIGITS
-            or (len(parts) == 2 and parts[1].upper() != "LAST")
+            or (len(parts) == 2 and not (parts[1].isascii() and parts[1].upper() == "LAST"))
         ):
             # SECURITY: without a valid size we cannot know where the chunk ends; its
             # bytes would be read as commands (an injection). Close, as RFC 3030 §2
@@ -381,6 +391,7 @@ class ServerConnection:
             raise self._violation(replies.R501_SYNTAX, "malformed BDAT", fatal=True)
         octets = int(parts[0])
         self._bdat_last = len(parts) == 2
+        self._bdat_chunk_octets = octets
         violation: Reply | None = None
         if self.state is State.MAIL:
             violation = replies.R554_NO_VALID_RECIPIENTS
@@ -418,7 +429,8 @@ class ServerConnection:
                 receiver.finish()
                 end: c.Command = c.EndOfMessage(receiver.size, receiver.violation)
             else:
-                end = c.EndOfChunk(receiver.size, receiver.violation)
+                # The receiver's size is the message's so far; the event reports this chunk.
+                end = c.EndOfChunk(self._bdat_chunk_octets, receiver.violation)
             if content:
                 self._pending_end = end
                 return c.MessageData(content)
@@ -486,8 +498,8 @@ class ServerConnection:
 
     def _cmd_auth(self, arg: str) -> c.Command:
         mechanism, _, initial = arg.strip(" ").partition(" ")
-        if not mechanism:
-            raise self._violation(replies.R501_SYNTAX, "AUTH without mechanism")
+        if not mechanism or not mechanism.isascii():  # RFC 4422 §3.1: ASCII names
+            raise self._violation(replies.R501_SYNTAX, "AUTH without a valid mechanism")
         self._allowed(c.Auth, replies.R503_BAD_SEQUENCE)
         return self._expect_reply(c.Auth(mechanism.upper(), initial or None))
 

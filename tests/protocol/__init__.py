@@ -1,0 +1,1 @@
+"""Tests for postguard.protocol (a package so module names stay unique across tests/)."""
