@@ -307,7 +307,7 @@ def test_bad_value_names_file_and_key(load: Loader, text: str, expected: str) ->
 
 # (table header or "" for the top level, allowed keys in the order the error lists them)
 TABLES = [
-    ("", "server, limits, tls, listener, local, auth, log"),
+    ("", "server, limits, tls, listener, local, queue, delivery, auth, log"),
     ("server", "hostname, data_dir, user, group, shutdown_grace"),
     (
         "limits",
@@ -320,6 +320,13 @@ TABLES = [
     ("listener.submission", "enabled, addresses, allow_plaintext"),
     ("listener.submissions", "enabled, addresses"),
     ("local", "domains, mailboxes, aliases, maildir_root"),
+    (
+        "queue",
+        "first_retry, max_backoff, max_lifetime, delay_warning, min_free_disk, concurrency,"
+        " per_destination_concurrency, lease, scan_interval",
+    ),
+    ("delivery", "default, lmtp, routes"),
+    ("delivery.lmtp", "address, socket, tls, ca_file, server_name, lhlo_domain"),
     (
         "auth",
         "accounts_file, received_shows_identity, mechanisms, max_failures_per_ip,"
@@ -358,7 +365,7 @@ def test_unknown_key_in_a_certificate_names_its_index(load: Loader) -> None:
     ("table", "key"),
     [
         pytest.param("listener.smtp", "listener.smtp", id="unknown-listener-name"),
-        pytest.param("queue", "queue", id="unknown-top-level-table"),
+        pytest.param("relay", "relay", id="unknown-top-level-table"),
         pytest.param("server.tls", "server.tls", id="unknown-sub-table"),
     ],
 )

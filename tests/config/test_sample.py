@@ -12,10 +12,13 @@ from postguard.config import (
     AuthSettings,
     CertificateSettings,
     Config,
+    DeliverySettings,
     LimitsSettings,
+    LmtpSettings,
     LocalSettings,
     LogSettings,
     OAuthSettings,
+    QueueSettings,
     ServerSettings,
     TlsSettings,
     default_config,
@@ -94,6 +97,9 @@ def test_sample_of_a_changed_config_loads_back_to_it(tmp_path: Path) -> None:
         pytest.param("tls", TlsSettings, id="tls"),
         pytest.param("tls.certificate", CertificateSettings, id="tls-certificate"),
         pytest.param("local", LocalSettings, id="local"),
+        pytest.param("queue", QueueSettings, id="queue"),
+        pytest.param("delivery", DeliverySettings, id="delivery"),
+        pytest.param("delivery.lmtp", LmtpSettings, id="delivery-lmtp"),
         pytest.param("auth", AuthSettings, id="auth"),
         pytest.param("auth.oauth", OAuthSettings, id="auth-oauth"),
         pytest.param("log", LogSettings, id="log"),
@@ -101,7 +107,14 @@ def test_sample_of_a_changed_config_loads_back_to_it(tmp_path: Path) -> None:
 )
 def test_sample_shows_every_schema_key(tmp_path: Path, table: str, settings: type) -> None:
     keys = _keys_by_table(render_sample(default_config(tmp_path)))
-    renamed = {"certificates": "certificate", "aliases": None, "oauth": None}  # own tables
+    # fields written as tables of their own
+    renamed = {
+        "certificates": "certificate",
+        "aliases": None,
+        "oauth": None,
+        "lmtp": None,
+        "routes": None,
+    }
     for field in dataclasses.fields(settings):
         name = renamed.get(field.name, field.name)
         if name is None or name == "certificate":
@@ -124,10 +137,12 @@ def test_sample_shows_every_listener_key(tmp_path: Path, listener: str, names: l
     }
 
 
-def test_sample_shows_certificate_and_alias_tables(tmp_path: Path) -> None:
+def test_sample_shows_certificate_alias_lmtp_and_route_tables(tmp_path: Path) -> None:
     sample = render_sample(default_config(tmp_path))
     assert "# [[tls.certificate]]\n" in sample
     assert '\n[local.aliases]\n"postmaster@localhost" = "test@localhost"\n' in sample
+    assert "\n# [delivery.lmtp]\n" in sample
+    assert "\n[delivery.routes]\n" in sample
 
 
 def test_every_key_has_a_comment_line_above_it(tmp_path: Path) -> None:
@@ -137,11 +152,25 @@ def test_every_key_has_a_comment_line_above_it(tmp_path: Path) -> None:
             assert lines[index - 1].startswith("# "), line
 
 
+def _line_of(lines: list[str], key: str) -> int:
+    """Index of the one line setting ``key`` (``table.name``), live or commented out."""
+    want_table, _, name = key.rpartition(".")
+    found, table = [], ""
+    for index, line in enumerate(lines):
+        match = _LINE.fullmatch(line)
+        if match and match["table"]:
+            table = match["table"].strip("[]")
+        elif match and table == want_table and match["key"] == name:
+            found.append(index)
+    (index,) = found
+    return index
+
+
 @pytest.mark.parametrize("key", [rule.key for rule in CATALOGUE])
 def test_weakening_is_marked_and_commented_out_while_off(tmp_path: Path, key: str) -> None:
     lines = render_sample(default_config(tmp_path)).splitlines()
     name = key.rpartition(".")[2]
-    (index,) = [i for i, line in enumerate(lines) if re.fullmatch(f"(# )?{name} = .*", line)]
+    index = _line_of(lines, key)
     assert lines[index - 1].startswith("# WEAKENS SECURITY: ")
     if name.startswith("allow_"):
         assert lines[index] == f"# {name} = false"

@@ -1,4 +1,4 @@
-"""Listen addresses, local domains and mailboxes, and TOML string quoting."""
+"""Listen and server addresses, local domains and mailboxes, server names, TOML quoting."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ from hypothesis import strategies as st
 from postguard.config.syntax import (
     addresses_conflict,
     format_address,
+    is_loopback,
     normalize_domain,
     normalize_mailbox,
+    normalize_server_name,
     parse_address,
+    parse_server_address,
     quote,
 )
 
@@ -53,6 +56,94 @@ def test_parse_address_rejects(text: str) -> None:
 )
 def test_format_address_reverses_parse_address(text: str) -> None:
     assert format_address(parse_address(text)) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("127.0.0.1:24", ("127.0.0.1", 24), id="ipv4"),
+        pytest.param("[0:0::1]:24", ("::1", 24), id="ipv6-compressed"),
+        pytest.param("localhost:1", ("localhost", 1), id="localhost-lowest-port"),
+        pytest.param("192.0.2.1:65535", ("192.0.2.1", 65535), id="highest-port"),
+    ],
+)
+def test_parse_server_address_accepts(text: str, expected: tuple[str, int]) -> None:
+    assert parse_server_address(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param("127.0.0.1:0", 'invalid port "0" in "127.0.0.1:0" (expected 1-65535)',
+                     id="port-zero"),
+        pytest.param("127.0.0.1:65536",
+                     'invalid port "65536" in "127.0.0.1:65536" (expected 1-65535)',
+                     id="port-too-big"),
+        pytest.param("*:24", 'invalid address "*:24" (* means all interfaces, not one server)',
+                     id="all-interfaces"),
+        pytest.param("0.0.0.0:24",
+                     'invalid address "0.0.0.0:24" (0.0.0.0 means all interfaces, not one server)',
+                     id="ipv4-unspecified"),
+        pytest.param("[::0]:24",
+                     'invalid address "[::0]:24" (:: means all interfaces, not one server)',
+                     id="ipv6-unspecified"),
+        pytest.param("24", 'invalid address "24" (expected "IPv4:port", "[IPv6]:port" or'
+                     ' "localhost:port")', id="no-host"),
+        pytest.param("lmtp.example.org:24",
+                     'invalid address "lmtp.example.org:24" (expected "IPv4:port",'
+                     ' "[IPv6]:port" or "localhost:port"; host names are not accepted)',
+                     id="host-name"),
+    ],
+)  # fmt: skip
+def test_parse_server_address_rejects(text: str, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_server_address(text)
+    assert str(caught.value) == message
+
+
+def test_listen_addresses_still_allow_port_zero_and_all_interfaces() -> None:
+    assert parse_address("*:0") == ("*", 0)
+    with pytest.raises(ValueError, match=r"\(expected 0-65535\)"):
+        parse_address("127.0.0.1:65536")
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        pytest.param("localhost", True, id="localhost"),
+        pytest.param("127.0.0.1", True, id="ipv4"),
+        pytest.param("127.255.0.9", True, id="whole-127-net"),
+        pytest.param("::1", True, id="ipv6"),
+        pytest.param("::ffff:127.0.0.1", True, id="ipv4-mapped"),
+        pytest.param("192.0.2.1", False, id="ipv4-remote"),
+        pytest.param("2001:db8::1", False, id="ipv6-remote"),
+        pytest.param("::ffff:192.0.2.1", False, id="ipv4-mapped-remote"),
+        pytest.param("fe80::1%eth0", False, id="link-local"),
+    ],
+)
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("LMTP.Example.org.", "lmtp.example.org", id="domain"),
+        pytest.param("192.0.2.1", "192.0.2.1", id="ipv4"),
+        pytest.param("2001:DB8:0::1", "2001:db8::1", id="ipv6"),
+    ],
+)
+def test_normalize_server_name_accepts(text: str, expected: str) -> None:
+    assert normalize_server_name(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "[::1]", "lmtp example.org", "caf\u00e9.example"])
+def test_normalize_server_name_rejects(text: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        normalize_server_name(text)
+    assert str(caught.value) == (
+        f"invalid server name {quote(text)} (expected a domain or an IP address)"
+    )
 
 
 @pytest.mark.parametrize(

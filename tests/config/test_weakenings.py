@@ -35,6 +35,10 @@ def test_defaults_weaken_nothing(tmp_path: Path) -> None:
         pytest.param('[listener.mx]\naddresses = ["*:25"]\n', [],
                      id="public-address-is-not-a-weakening"),
         pytest.param('[listener.mx]\ntls = "required"\n', [], id="required-mx-tls"),
+        pytest.param('[delivery.lmtp]\naddress = "192.0.2.7:24"\ntls = "none"\n',
+                     ["delivery.lmtp.tls"], id="lmtp-without-tls-off-the-host"),
+        pytest.param('[delivery.lmtp]\naddress = "127.0.0.1:24"\ntls = "none"\n', [],
+                     id="lmtp-without-tls-on-loopback"),
     ],
 )  # fmt: skip
 def test_weakenings_found(load: Loader, text: str, keys: list[str]) -> None:

@@ -114,9 +114,9 @@ def test_delivery_creates_tmp_new_cur_and_stores_exact_bytes_in_new(
     assert list((maildir / "tmp").iterdir()) == []
     assert list((maildir / "cur").iterdir()) == []
     [stored] = list((maildir / "new").iterdir())
-    assert stored.read_bytes() == content
+    assert stored.read_bytes() == b"Return-Path: <>\r\n" + content
     assert stored.stat().st_mode & 0o777 == 0o600
-    assert stored.name.endswith(f",S={len(content)}")
+    assert stored.name.endswith(f",S={len(stored.read_bytes())}")
     assert "/" not in stored.name and ":" not in stored.name
 
 
@@ -141,7 +141,9 @@ def test_1000_deliveries_from_8_threads_get_1000_unique_names(
     new = tmp_path / "mail" / "localhost" / "test" / "new"
     files = list(new.iterdir())
     assert len(files) == 1000
-    assert sorted(p.read_bytes() for p in files) == sorted(message(n) for n in range(1000))
+    assert sorted(p.read_bytes() for p in files) == sorted(
+        b"Return-Path: <>\r\n" + message(n) for n in range(1000)
+    )
 
 
 UNSAFE = ["../x@y", "x@..", "x@.", ".@y", "..@y", "a/b@y", "x@a/b", "@y", "x@", "", "nodomain"]
@@ -194,7 +196,7 @@ def test_full_file_system_is_452_4_3_1_temporary_and_leaves_no_file(
     tmpfs.free()
     assert agent.deliver(message(), [MAILBOX]) == {MAILBOX: Delivered()}
     [stored] = list((maildir / "new").iterdir())
-    assert stored.read_bytes() == message()
+    assert stored.read_bytes() == b"Return-Path: <>\r\n" + message()
 
 
 def test_storage_error_other_than_full_is_451_4_3_0_temporary(tmp_path: Path) -> None:
@@ -222,12 +224,13 @@ def test_storage_error_other_than_full_is_451_4_3_0_temporary(tmp_path: Path) ->
     assert MAILBOX in outcome.detail
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="server bug: a NUL in the mailbox makes deliver() raise ValueError (embedded null "
-    "byte) instead of returning PermanentFailure; maildir_path() does not reject it",
-)
 def test_nul_in_mailbox_is_a_permanent_failure_not_an_exception(agent: MaildirAgent) -> None:
     outcome = agent.deliver(b"x\r\n", ["x\0@localhost"])["x\0@localhost"]
     assert isinstance(outcome, PermanentFailure)
+
+
+def test_return_path_records_the_envelope_sender(agent: MaildirAgent, tmp_path: Path) -> None:
+    outcome = agent.deliver(b"Subject: s\r\n\r\nb\r\n", [MAILBOX], reverse_path="a@example.org")
+    assert isinstance(outcome[MAILBOX], Delivered)
+    [stored] = list((tmp_path / "mail" / "localhost" / "test" / "new").iterdir())
+    assert stored.read_bytes().startswith(b"Return-Path: <a@example.org>\r\nSubject: s\r\n")

@@ -1,9 +1,9 @@
 """Dialogue tests that read like a transcript (Stalwart's TestSession, maddy's ExpectPattern).
 
-    dlg = await Dialogue.connect(port)
-    await dlg.expect("220")
-    await dlg.cmd("EHLO client.test", expect="250")
-    await dlg.cmd("MAIL FROM:<a@example.org>", expect="530 5.7.0")
+dlg = await Dialogue.connect(port)
+await dlg.expect("220")
+await dlg.cmd("EHLO client.test", expect="250")
+await dlg.cmd("MAIL FROM:<a@example.org>", expect="530 5.7.0")
 """
 
 from __future__ import annotations
@@ -24,7 +24,11 @@ class Dialogue:
 
     @classmethod
     async def connect(
-        cls, port: int, host: str = "127.0.0.1", *, tls: ssl.SSLContext | None = None,
+        cls,
+        port: int,
+        host: str = "127.0.0.1",
+        *,
+        tls: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
     ) -> Dialogue:
         reader, writer = await asyncio.open_connection(

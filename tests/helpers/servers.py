@@ -8,9 +8,11 @@ development certificates, and deliver to Maildirs under their data directory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -81,6 +83,13 @@ def write_config(
     return path
 
 
+def _is_body(path: Path) -> bool:
+    """A queued or arriving message body (not the store's own database files)."""
+    if path.parent.name == "bodies":
+        return True
+    return path.suffix in (".msg", ".tmp")  # the one-file-per-message spool layout
+
+
 @dataclass
 class ServerInfo:
     """What tests need to talk to a server and inspect its results."""
@@ -110,12 +119,23 @@ class ServerInfo:
             return []
         return [p.read_bytes() for p in sorted(new.iterdir())]
 
-    def spooled(self) -> list[Path]:
-        """Queue files (committed or being written) not yet delivered and removed."""
+    def spooled(self) -> list[str]:
+        """What the queue still holds: messages not yet finished, and body files.
+
+        Committed messages are rows of ``queue/queue.db`` (read-only here, as the
+        queue CLI reads it) and, when large, files in ``queue/bodies``; a ``.tmp``
+        body file is a message still arriving. Empty means nothing is queued.
+        """
         queue = self.data_dir / "queue"
-        if not queue.is_dir():
-            return []
-        return sorted(p for p in queue.iterdir() if p.suffix in (".msg", ".tmp"))
+        found: list[str] = []
+        db = queue / "queue.db"
+        if db.is_file():
+            with contextlib.closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)) as conn:
+                found += [f"message:{row[0]}" for row in conn.execute("SELECT id FROM messages")]
+        for directory in (queue, queue / "bodies"):
+            if directory.is_dir():
+                found += [p.name for p in directory.iterdir() if p.is_file() and _is_body(p)]
+        return sorted(found)
 
     async def wait_for_messages(
         self, count: int, mailbox: str = "test@localhost", timeout: float = 20.0

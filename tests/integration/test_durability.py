@@ -98,15 +98,16 @@ async def wait_until_delivered(
         await asyncio.sleep(POLL_INTERVAL_SECONDS)
 
 
-def spool_files(data_dir: Path) -> list[str]:
-    queue = data_dir / "queue"
-    return sorted(p.name for p in queue.iterdir()) if queue.is_dir() else []
+def body_files(data_dir: Path) -> list[str]:
+    bodies = data_dir / "queue" / "bodies"
+    return sorted(p.name for p in bodies.iterdir()) if bodies.is_dir() else []
 
 
-async def wait_until_spool_is_empty(data_dir: Path, timeout: float = 30.0) -> list[str]:
+async def wait_until_spool_is_empty(server: ServerInfo, timeout: float = 30.0) -> list[str]:
+    """Wait until the queue holds nothing (no message rows, no body files)."""
     deadline = time.monotonic() + timeout
     while True:
-        left = [n for n in spool_files(data_dir) if n.endswith((".msg", ".tmp"))]
+        left = server.spooled()
         if not left or time.monotonic() > deadline:
             return left
         await asyncio.sleep(POLL_INTERVAL_SECONDS)
@@ -300,7 +301,7 @@ async def test_every_acknowledged_message_survives_sigkill_and_restart(
                 f"recovered at restart {recovered_counts(server)[-1]}"
             )
 
-        left = await wait_until_spool_is_empty(data_dir)
+        left = await wait_until_spool_is_empty(server)
         assert not left, f"spool not drained after delivery: {left}"
         found = delivered_ids(server)
         assert set(acked) <= found.keys()
@@ -355,19 +356,27 @@ def parse_strace(text: str) -> list[Syscall]:
     return calls
 
 
-async def test_250_is_sent_only_after_fsync_rename_and_directory_fsync(
+async def test_250_is_sent_only_after_the_queue_log_is_fsynced(
     traversable_dir: Path, tmp_path: Path
 ) -> None:
+    """The acceptance contract at the syscall level, for the SQLite store.
+
+    For every message: after the server read the message's content from the socket, it
+    wrote the queue's write-ahead log (queue.db-wal) and fsync'd it, and only after that
+    fsync returned did it write the 250 reply. (SIGKILL keeps the page cache, so the crash
+    test alone cannot tell whether the fsync happened; strace can.)
+    """
     strace = shutil.which("strace")
     if strace is None:
         pytest.skip("SKIPPED LOUDLY: strace is not installed (apt-get install strace)")
     data_dir = traversable_dir / "traced"
     server = start_subprocess(data_dir, '[log]\nlevel = "warning"\n')
     trace_path, trace_err = tmp_path / "trace.txt", tmp_path / "strace.err"
-    syscalls = "fsync,fdatasync,rename,renameat,renameat2,write,writev,sendto,sendmsg"
+    syscalls = "read,recvfrom,fsync,fdatasync,write,pwrite64,writev,sendto,sendmsg"
     with open(trace_err, "w") as err:
-        options = ["-f", "-y", "-s", "200", "-e", f"trace={syscalls}", "-o", str(trace_path)]
+        options = ["-f", "-y", "-s", "300", "-e", f"trace={syscalls}", "-o", str(trace_path)]
         tracer = subprocess.Popen([strace, *options, "-p", str(server.pid)], stderr=err)
+    sent: dict[str, str] = {}  # Message-ID -> queue id
     try:
         deadline = time.monotonic() + 20
         while "attached" not in trace_err.read_text() and time.monotonic() < deadline:
@@ -375,48 +384,45 @@ async def test_250_is_sent_only_after_fsync_rename_and_directory_fsync(
             await asyncio.sleep(POLL_INTERVAL_SECONDS)
         assert "attached" in trace_err.read_text(), "strace did not attach"
 
-        async def send(sender_no: int) -> list[str]:
-            dlg = await open_session(server, tls=False)  # plaintext, so the 250 is readable
-            queue_ids = []
+        async def send(sender_no: int) -> None:
+            dlg = await open_session(server, tls=False)  # plaintext, so the data is readable
             for n in range(4):
-                reply = await dlg.send_message(message_body(f"t{sender_no}.{n}@trace.test"))
+                message_id = f"t{sender_no}.{n}@trace.test"
+                reply = await dlg.send_message(message_body(message_id))
                 assert reply[-1].startswith("250 2.0.0"), reply
-                queue_ids += QUEUED_AS.findall(reply[-1])
+                [sent[message_id]] = QUEUED_AS.findall(reply[-1])
             await dlg.cmd("QUIT", expect="221")
             await dlg.close()
-            return queue_ids
 
-        queue_ids = [
-            q for batch in await asyncio.gather(*(send(i) for i in range(3))) for q in batch
-        ]
+        await asyncio.gather(*(send(i) for i in range(3)))
     finally:
         tracer.send_signal(signal.SIGINT)  # detaches; the server keeps running
         tracer.wait(timeout=20)
         server.stop()
 
     calls = parse_strace(trace_path.read_text())
-    queue_dir = os.path.realpath(data_dir / "queue")
-    dir_syncs = [
-        c for c in calls if c.name in ("fsync", "fdatasync") and f"<{queue_dir}>" in c.args
+    wal = os.path.realpath(data_dir / "queue" / "queue.db-wal")
+    wal_writes = [c for c in calls if c.name in ("write", "pwrite64") and f"<{wal}>" in c.args]
+    wal_syncs = [
+        c
+        for c in calls
+        if c.name in ("fsync", "fdatasync") and f"<{wal}>" in c.args and c.result.startswith("0")
     ]
-    assert len(queue_ids) == 12
-    for qid in queue_ids:
-        file_sync = [
-            c for c in calls if c.name in ("fsync", "fdatasync") and f"/{qid}.tmp>" in c.args
-        ]
-        rename = [c for c in calls if c.name.startswith("rename") and f"/{qid}.msg" in c.args]
+    assert len(sent) == 12
+    for message_id, qid in sent.items():
+        received = [c for c in calls if c.name in ("read", "recvfrom") and message_id in c.args]
         reply = [c for c in calls if f"queued as {qid}" in c.args]
-        assert len(file_sync) == 1 and file_sync[0].result.startswith("0"), (qid, file_sync)
-        assert len(rename) == 1 and rename[0].result.startswith("0"), (qid, rename)
-        assert f"/{qid}.tmp" in rename[0].args
+        assert received, f"no read of {message_id} in the trace"
         assert reply, f"no 250 for {qid} in the trace"
-        assert file_sync[0].end < rename[0].start, f"{qid}: renamed before the file fsync returned"
+        got, answered = received[0].end, reply[0].start
         covering = [
-            c
-            for c in dir_syncs
-            if c.start > rename[0].end and c.end < reply[0].start and c.result.startswith("0")
+            sync
+            for sync in wal_syncs
+            if got < sync.start
+            and sync.end < answered
+            and any(got < w.start and w.end < sync.start for w in wal_writes)
         ]
-        assert covering, f"{qid}: 250 sent without a directory fsync started after the rename"
+        assert covering, f"{qid}: 250 sent without a WAL write and fsync after its content"
 
 
 # --- full disk and I/O errors ---------------------------------------------------------------
@@ -425,7 +431,8 @@ async def test_250_is_sent_only_after_fsync_rename_and_directory_fsync(
 async def test_full_queue_file_system_is_452_4_3_1_and_the_next_message_after_freeing_is_250(
     tmp_path: Path, queue_tmpfs: Tmpfs, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server = await start_in_process(tmp_path / "server")
+    # min_free_disk off: this test is about what happens when the disk really is full.
+    server = await start_in_process(tmp_path / "server", '[queue]\nmin_free_disk = "0B"\n')
     try:
         dlg = await open_session(server)
         queue_tmpfs.fill()
@@ -436,7 +443,8 @@ async def test_full_queue_file_system_is_452_4_3_1_and_the_next_message_after_fr
         assert large[-1].startswith("452 4.3.1"), large
         failures = [r for r in records if r.getMessage() == "queue.commit_failed"]
         assert [r.levelno for r in failures] == [logging.ERROR] * 2
-        assert spool_files(server.data_dir) == ["filler"], "a failed commit left a spool file"
+        assert body_files(server.data_dir) == [], "a failed commit left a body file"
+        assert server.spooled() == []
 
         queue_tmpfs.free()
         ok = await dlg.send_message(message_body("after@full.test", 2048))
@@ -446,28 +454,51 @@ async def test_full_queue_file_system_is_452_4_3_1_and_the_next_message_after_fr
 
         found = await wait_until_delivered(server, {"after@full.test"})
         assert found == collections.Counter({"after@full.test": 1})
-        assert await wait_until_spool_is_empty(server.data_dir) == []
+        assert await wait_until_spool_is_empty(server) == []
     finally:
         await server.stop()
 
 
-async def test_read_only_queue_file_system_is_451_4_3_0_then_250_when_writable(
-    tmp_path: Path, queue_tmpfs: Tmpfs
+async def test_io_error_storing_the_content_is_451_4_3_0_then_250_once_fixed(
+    tmp_path: Path,
 ) -> None:
+    """An I/O error other than a full disk (here ENOTDIR: the body directory was replaced
+    by a file) gives 451 4.3.0, never 250; once repaired, the next message gets 250."""
     server = await start_in_process(tmp_path / "server")
+    bodies = server.data_dir / "queue" / "bodies"
     try:
         dlg = await open_session(server)
-        queue_tmpfs.remount("ro")
+        bodies.rmdir()
+        bodies.write_bytes(b"not a directory")
         try:
-            refused = await dlg.send_message(message_body("ro@io.test", 2048))
+            refused = await dlg.send_message(message_body("io@io.test", 300 * 1024))
         finally:
-            queue_tmpfs.remount("rw")
+            bodies.unlink()
+            bodies.mkdir(mode=0o700)
         assert refused[-1].startswith("451 4.3.0"), refused
-        ok = await dlg.send_message(message_body("rw@io.test", 2048))
+        ok = await dlg.send_message(message_body("fixed@io.test", 300 * 1024))
         assert ok[-1].startswith("250 2.0.0"), ok
         await dlg.cmd("QUIT", expect="221")
         await dlg.close()
-        found = await wait_until_delivered(server, {"rw@io.test"})
-        assert found == collections.Counter({"rw@io.test": 1})
+        found = await wait_until_delivered(server, {"fixed@io.test"})
+        assert found == collections.Counter({"fixed@io.test": 1})
+    finally:
+        await server.stop()
+
+
+async def test_below_min_free_disk_mail_is_refused_with_452_before_the_content(
+    tmp_path: Path, queue_tmpfs: Tmpfs
+) -> None:
+    """Postfix's queue_minfree: with less than min_free_disk free, MAIL gets 452 4.3.1."""
+    server = await start_in_process(tmp_path / "server", '[queue]\nmin_free_disk = "256KiB"\n')
+    try:
+        dlg = await open_session(server)
+        await dlg.cmd("MAIL FROM:<a@example.org>", expect="250")
+        await dlg.cmd("RSET", expect="250")
+        queue_tmpfs.fill()
+        await asyncio.sleep(1.1)  # the free-space reading is cached for one second
+        await dlg.cmd("MAIL FROM:<a@example.org>", expect="452 4.3.1")
+        await dlg.cmd("QUIT", expect="221")
+        await dlg.close()
     finally:
         await server.stop()

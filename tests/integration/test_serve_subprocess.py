@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pwd
+from pathlib import Path
 
 import pytest
 
@@ -29,7 +30,7 @@ async def test_serve_subprocess_accepts_and_delivers(subprocess_factory) -> None
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to test the privilege drop")
 def test_serve_started_as_root_runs_as_nobody(subprocess_factory) -> None:
     srv = subprocess_factory()
-    status = open(f"/proc/{srv.pid}/status").read()
+    status = Path(f"/proc/{srv.pid}/status").read_text()
     uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
     nobody = pwd.getpwnam("nobody").pw_uid
     assert uid_line.split()[1:] == [str(nobody)] * 4

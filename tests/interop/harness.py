@@ -232,8 +232,14 @@ def split_message(message: bytes) -> tuple[bytes, bytes]:
 
 
 def received_header(message: bytes) -> str:
-    """The topmost header, which must be our Received, unfolded (RFC 5322 §2.2.3)."""
+    """Our Received header, unfolded (RFC 5322 §2.2.3).
+
+    The delivered copy starts with the Return-Path that final delivery records
+    (RFC 5321 §4.4), then the Received that we prepended on acceptance.
+    """
     header, _ = split_message(message)
+    assert header.startswith(b"Return-Path: <"), f"no Return-Path first: {header[:200]!r}"
+    header = header.partition(b"\r\n")[2]
     assert header.startswith(b"Received: "), (
         f"Received is not the first header (RFC 5321 §4.4 prepends it): {header[:400]!r}"
     )
@@ -282,6 +288,5 @@ def assert_nothing_accepted(server: ServerInfo) -> None:
     waiting is needed.
     """
     assert server.messages() == [], "a refused client's message reached the Maildir"
-    queue = server.data_dir / "queue"
-    queued = [p for p in queue.rglob("*") if p.is_file()] if queue.is_dir() else []
+    queued = server.spooled()
     assert queued == [], f"a refused client's message was queued: {queued}"

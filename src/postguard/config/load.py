@@ -3,22 +3,23 @@
 Owns reading the file (tomllib), checking every key against the schema, converting values
 (units, paths, addresses) and the checks that span keys (legacy TLS needs its opt-in, aliases
 point at mailboxes, two listeners never share a socket, [auth.oauth] names exactly one token
-source). Every failure is a `ConfigError`
-naming the file and the dotted key path.
+source, [delivery.lmtp] exactly one server and delivery routes only local recipients). Every
+failure is a `ConfigError` naming the file and the dotted key path.
 
 Theory of operation: `Table` is a typed accessor over one TOML table that knows its key path
 and rejects keys it was not told about. Each section is a table of ``key -> reader``; a
 reader converts one value (or raises at that key), and keys present in the file replace the
 dataclass defaults in `schema.py`. Sections with relations between keys (`[tls]`,
-`[listener.*]`, `[local]`, `[auth]`) get a short check after the table-driven read.
+`[listener.*]`, `[local]`, `[queue]`, `[delivery]`, `[auth]`) get a short check after the
+table-driven read.
 
 Paths: ``server.data_dir`` is relative to the config file's directory; other relative paths
-(``tls.certificate[i].cert``/``key``, ``local.maildir_root``, ``auth.accounts_file``,
-``auth.oauth.jwks_file``, ``auth.oauth.introspection_client_secret_file``) are relative to
-data_dir. All
-paths in a `Config` are absolute. Certificate, accounts, JWKS and secret files are not opened
-here: they may be provisioned after start-up, and their owners (`tls/`, `accounts/`) report a
-missing or bad file when they load them.
+(``tls.certificate[i].cert``/``key``, ``local.maildir_root``, ``delivery.lmtp.socket``,
+``delivery.lmtp.ca_file``, ``auth.accounts_file``, ``auth.oauth.jwks_file``,
+``auth.oauth.introspection_client_secret_file``) are relative to data_dir. All paths in a
+`Config` are absolute. Certificate, accounts, JWKS, secret and CA files and the LMTP socket
+are not opened here: they may be provisioned after start-up, and their owners (`tls/`,
+`accounts/`, `delivery/`) report a missing or bad file when they load them.
 
 Must not: open sockets, touch the data directory, or log. Start-up warnings for weakenings
 come from `weakenings.py`.
@@ -49,8 +50,10 @@ from postguard.config.schema import (
     DEFAULT_ACCOUNTS_FILE_NAME,
     DEFAULT_LISTENERS,
     DEFAULT_MAILDIR_NAME,
+    DELIVERY_ROUTES,
     LEGACY_TLS_VERSIONS,
     LISTENER_NAMES,
+    LMTP_TLS_MODES,
     LOG_FORMATS,
     LOG_LEVELS,
     OAUTH_ALGORITHMS,
@@ -59,11 +62,15 @@ from postguard.config.schema import (
     AuthSettings,
     CertificateSettings,
     Config,
+    DeliveryRoute,
+    DeliverySettings,
     LimitsSettings,
     ListenerSettings,
+    LmtpSettings,
     LocalSettings,
     LogSettings,
     OAuthSettings,
+    QueueSettings,
     ServerSettings,
     TlsMode,
     TlsSettings,
@@ -73,14 +80,16 @@ from postguard.config.syntax import (
     format_address,
     normalize_domain,
     normalize_mailbox,
+    normalize_server_name,
     parse_address,
+    parse_server_address,
     quote,
 )
 from postguard.config.units import parse_duration, parse_size
 
 __all__ = ["default_config", "load_config"]
 
-_SECTIONS = ("server", "limits", "tls", "listener", "local", "auth", "log")
+_SECTIONS = ("server", "limits", "tls", "listener", "local", "queue", "delivery", "auth", "log")
 _path = string(lambda text: Path(non_empty(text)))
 
 _SERVER: Mapping[str, Reader] = {
@@ -130,6 +139,32 @@ _LOCAL: Mapping[str, Reader] = {
     "aliases": lambda table, name: table.table(name),
     "maildir_root": _path,
 }
+_QUEUE: Mapping[str, Reader] = {
+    "first_retry": quantity(parse_duration, "duration", "5m", positive=True),
+    "max_backoff": quantity(parse_duration, "duration", "4000s", positive=True),
+    "max_lifetime": quantity(parse_duration, "duration", "5d", positive=True),
+    "delay_warning": quantity(parse_duration, "duration", "4h", positive=False),
+    "min_free_disk": quantity(parse_size, "size", "100MiB", positive=False),
+    "concurrency": count(1),
+    "per_destination_concurrency": count(1),
+    "lease": quantity(parse_duration, "duration", "10m", positive=True),
+    "scan_interval": quantity(parse_duration, "duration", "1s", positive=True),
+}
+_DELIVERY: Mapping[str, Reader] = {
+    "default": string(one_of(*DELIVERY_ROUTES)),
+    "lmtp": lambda table, name: table.table(name),
+    "routes": lambda table, name: table.table(name),
+}
+_LMTP: Mapping[str, Reader] = {
+    "address": string(parse_server_address),
+    "socket": _path,
+    "tls": string(one_of(*LMTP_TLS_MODES)),
+    "ca_file": _path,
+    "server_name": string(normalize_server_name),
+    "lhlo_domain": string(normalize_domain),
+}
+_LMTP_TARGETS = ("address", "socket")
+_LMTP_TLS_ONLY = ("ca_file", "server_name")
 
 
 def _https_url(text: str, *, allow_http: bool = False) -> str:
@@ -293,6 +328,89 @@ def _read_local(table: Table, data_dir: Path) -> LocalSettings:
     )
 
 
+def _read_queue(table: Table) -> QueueSettings:
+    queue = QueueSettings(**read_section(table, _QUEUE))
+    if queue.max_backoff < queue.first_retry:
+        raise table.error("max_backoff", "must not be less than queue.first_retry")
+    if queue.per_destination_concurrency > queue.concurrency:
+        raise table.error(
+            "per_destination_concurrency",
+            f"must not exceed queue.concurrency ({queue.concurrency})",
+        )
+    return queue
+
+
+def _read_lmtp(table: Table, data_dir: Path, hostname: str) -> LmtpSettings:
+    values = read_section(table, _LMTP)
+    targets = [name for name in _LMTP_TARGETS if name in values]
+    message = f"exactly one of {', '.join(_LMTP_TARGETS)} must be set"
+    if not targets:
+        raise table.whole_table_error(message)
+    if len(targets) > 1:
+        raise table.error(targets[1], f"{message} (found: {', '.join(targets)})")
+    for name in ("socket", "ca_file"):
+        if name in values:
+            values[name] = data_dir / values[name]
+    values.setdefault("lhlo_domain", hostname)
+    if "socket" in values:
+        # A Unix socket has no TLS (the LMTP agent never starts it there), so a tls mode
+        # other than none would promise protection that is not given.
+        if values.get("tls", "none") != "none":
+            raise table.error(
+                "tls",
+                f"{quote(values['tls'])} is not possible with socket (a Unix socket has no TLS;"
+                ' set "none" or leave tls out)',
+            )
+        values["tls"] = "none"
+    lmtp = LmtpSettings(**values)
+    for name in _LMTP_TLS_ONLY:
+        if name not in values:
+            continue
+        if lmtp.socket is not None:
+            raise table.error(name, "only meaningful with address (a Unix socket has no TLS)")
+        if lmtp.tls == "none":
+            raise table.error(name, 'only meaningful when tls is not "none"')
+    return lmtp
+
+
+def _read_routes(
+    table: Table, local: LocalSettings, lmtp: LmtpSettings | None
+) -> dict[str, DeliveryRoute]:
+    routes: dict[str, DeliveryRoute] = {}
+    for raw in table.names():
+        try:
+            key = normalize_mailbox(raw) if "@" in raw else normalize_domain(raw)
+            route: DeliveryRoute = one_of(*DELIVERY_ROUTES)(table.value(raw, (str,), "a string"))
+        except ValueError as exc:
+            raise table.error(raw, str(exc)) from exc
+        if "@" in key and key not in local.mailboxes and key not in local.aliases:
+            problem = f"{quote(key)} is not in local.mailboxes or local.aliases"
+        elif "@" not in key and key not in local.domains:
+            problem = f"domain {quote(key)} is not in local.domains"
+        elif key in routes:
+            problem = f"duplicate route {quote(key)} (routes are case-insensitive)"
+        elif route == "lmtp" and lmtp is None:
+            problem = '"lmtp" needs a [delivery.lmtp] table'
+        else:
+            routes[key] = route
+            continue
+        raise table.error(raw, problem)
+    return routes
+
+
+def _read_delivery(
+    table: Table, local: LocalSettings, data_dir: Path, hostname: str
+) -> DeliverySettings:
+    values = read_section(table, _DELIVERY)
+    lmtp_table: Table | None = values.pop("lmtp", None)
+    routes_table: Table = values.pop("routes", table.table("routes"))
+    lmtp = _read_lmtp(lmtp_table, data_dir, hostname) if lmtp_table is not None else None
+    if values.get("default") == "lmtp" and lmtp is None:
+        raise table.error("default", '"lmtp" needs a [delivery.lmtp] table')
+    routes = _read_routes(routes_table, local, lmtp)
+    return DeliverySettings(**values, lmtp=lmtp, routes=MappingProxyType(routes))
+
+
 def _read_oauth(table: Table, data_dir: Path) -> OAuthSettings:
     values = read_section(table, _OAUTH)
     sources = [name for name in _OAUTH_SOURCES if name in values]
@@ -356,12 +474,18 @@ def _build(
     root = Table(source, "", document)
     root.check_keys(_SECTIONS)
     server = _read_server(root.table("server"), config_dir, data_dir_override)
+    limits = _read_limits(root.table("limits"))
+    tls = _read_tls(root.table("tls"), server.data_dir)
+    listeners = _read_listeners(root.table("listener"))
+    local = _read_local(root.table("local"), server.data_dir)
     return Config(
         server=server,
-        limits=_read_limits(root.table("limits")),
-        tls=_read_tls(root.table("tls"), server.data_dir),
-        listeners=_read_listeners(root.table("listener")),
-        local=_read_local(root.table("local"), server.data_dir),
+        limits=limits,
+        tls=tls,
+        listeners=listeners,
+        local=local,
+        queue=_read_queue(root.table("queue")),
+        delivery=_read_delivery(root.table("delivery"), local, server.data_dir, server.hostname),
         auth=_read_auth(root.table("auth"), server.data_dir),
         log=LogSettings(**read_section(root.table("log"), _LOG)),
         source=source,

@@ -9,7 +9,10 @@ Keys absent from the output on purpose, so that the round trip holds:
 - boolean weakenings (``allow_*`` in `weakenings.CATALOGUE`) appear commented out while false,
   under a ``# WEAKENS SECURITY:`` line; when a config turns one on it is written live;
 - with no certificates, ``[[tls.certificate]]`` appears as a commented-out example;
-- without ``[auth.oauth]`` (OAuth off), the table appears as a commented-out example.
+- without ``[auth.oauth]`` (OAuth off), the table appears as a commented-out example;
+- without ``[delivery.lmtp]`` (no LMTP server), so does that table;
+- ``delivery.lmtp.lhlo_domain`` is commented out while it equals ``server.hostname`` (its
+  default), so the file keeps following the host name when that is edited.
 
 Must not: read or write files; the caller decides where the text goes.
 """
@@ -22,11 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from postguard.config.schema import (
+    DELIVERY_ROUTES,
+    LMTP_TLS_MODES,
     LOG_FORMATS,
     LOG_LEVELS,
     OAUTH_ALGORITHMS,
     SASL_MECHANISMS,
     Config,
+    LmtpSettings,
     OAuthSettings,
 )
 from postguard.config.syntax import format_address, quote
@@ -73,6 +79,10 @@ def _path(value: Path) -> str:
 
 def _addresses(value: tuple[tuple[str, int], ...]) -> str:
     return _strings(format_address(address) for address in value)
+
+
+def _address(value: tuple[str, int]) -> str:
+    return quote(format_address(value))
 
 
 # (key, value formatter, comment); comments are one line each.
@@ -146,6 +156,40 @@ _AUTH: tuple[_Entry, ...] = (
     ("base_delay", _duration, "A failed AUTH is answered after this delay, doubled each time..."),
     ("max_delay", _duration, "... up to this delay."),
 )
+_QUEUE: tuple[_Entry, ...] = (
+    ("first_retry", _duration, "First retry this long after a failed attempt; doubles after..."),
+    ("max_backoff", _duration, "... up to this (at least first_retry)."),
+    ("max_lifetime", _duration, "Mail still undelivered after this long is returned to sender."),
+    ("delay_warning", _duration, 'Tell the sender after mail has waited this long; "0s": never.'),
+    (
+        "min_free_disk",
+        _size,
+        'Below this free space on the queue\'s disk, new mail gets 452; "0B": no reserve.',
+    ),
+    ("concurrency", _integer, "Deliveries in flight at once."),
+    (
+        "per_destination_concurrency",
+        _integer,
+        "Deliveries in flight to one mailbox (maildir) or server (lmtp); <= concurrency.",
+    ),
+    ("lease", _duration, "After a crash, claimed mail is retried by others after this long."),
+    ("scan_interval", _duration, "How often the queue is checked for due mail and changes."),
+)
+_ROUTES = " or ".join(quote(route) for route in DELIVERY_ROUTES)
+_DELIVERY: tuple[_Entry, ...] = (
+    ("default", quote, f"Route for local recipients not in [delivery.routes]: {_ROUTES}."),
+)
+_LMTP_TLS = f'STARTTLS: {", ".join(map(quote, LMTP_TLS_MODES))} (a Unix socket: only "none").'
+_LMTP: tuple[_Entry, ...] = (
+    ("address", _address, 'TCP server: "IPv4:port", "[IPv6]:port" or "localhost:port".'),
+    ("socket", _path, "Or: a Unix socket. Relative paths: to data_dir."),
+    ("tls", quote, _LMTP_TLS),
+    ("ca_file", _path, "CA certificates (PEM) for the server; unset: the system's."),
+    ("server_name", quote, "Name in the server's certificate; unset: the address's host."),
+)
+_LMTP_TITLE = (
+    'LMTP server (RFC 2033), e.g. Dovecot, for the "lmtp" route; without it, no such route.'
+)
 _OAUTH: tuple[_Entry, ...] = (
     ("jwks_file", _path, "A local JSON Web Key Set. Relative paths: to data_dir."),
     ("jwks_url", quote, "Or: the URL of the JSON Web Key Set (https)."),
@@ -184,6 +228,10 @@ _EXAMPLES = {
     "auth.oauth.introspection_url": '"https://idp.example.org/oauth2/introspect"',
     "auth.oauth.introspection_client_id": '"postguard"',
     "auth.oauth.introspection_client_secret_file": '"oauth/client-secret"',
+    "delivery.lmtp.address": '"127.0.0.1:24"',
+    "delivery.lmtp.socket": '"/run/dovecot/lmtp"',
+    "delivery.lmtp.ca_file": '"certs/lmtp-ca.pem"',
+    "delivery.lmtp.server_name": '"lmtp.example.org"',
 }
 
 
@@ -250,6 +298,40 @@ def _render_auth(out: _Writer, config: Config) -> None:
     out.entries("auth.oauth", oauth, _OAUTH)
 
 
+def _render_delivery(out: _Writer, config: Config) -> None:
+    data_dir, hostname = config.server.data_dir, config.server.hostname
+    delivery = config.delivery
+    out.table("[delivery]", "How mail for local recipients reaches their mailbox.")
+    out.entries("delivery", delivery, _DELIVERY)
+    lhlo = "Our name in LHLO; unset means server.hostname."
+    if delivery.lmtp is None:
+        out.lines += [
+            "",
+            f"# {_LMTP_TITLE}",
+            "# Set exactly one of address and socket.",
+            "# [delivery.lmtp]",
+        ]
+        example = LmtpSettings(address=("127.0.0.1", 24), lhlo_domain=hostname)
+        out.entries("delivery.lmtp", example, _LMTP, commented=True)
+        out.lines += [f"# {lhlo}", f"# lhlo_domain = {quote(hostname)}"]
+    else:
+        socket, ca_file = delivery.lmtp.socket, delivery.lmtp.ca_file
+        lmtp = replace(
+            delivery.lmtp,
+            socket=None if socket is None else _relative(socket, data_dir),
+            ca_file=None if ca_file is None else _relative(ca_file, data_dir),
+        )
+        out.table("[delivery.lmtp]", _LMTP_TITLE)
+        out.entries("delivery.lmtp", lmtp, _LMTP)
+        commented = "# " if lmtp.lhlo_domain == hostname else ""
+        out.lines += [f"# {lhlo}", f"{commented}lhlo_domain = {quote(lmtp.lhlo_domain)}"]
+    out.table(
+        "[delivery.routes]",
+        f"Local domain or address = route ({_ROUTES}); an address's own route comes first.",
+    )
+    out.lines += [f"{quote(key)} = {quote(route)}" for key, route in delivery.routes.items()]
+
+
 def render_sample(config: Config) -> str:
     """Render ``config`` as a commented `postguard.toml`.
 
@@ -290,6 +372,9 @@ def render_sample(config: Config) -> str:
     out.entries("local", local, _LOCAL)
     out.table("[local.aliases]", "Alias address = mailbox it delivers to (a local mailbox).")
     out.lines += [f"{quote(alias)} = {quote(target)}" for alias, target in local.aliases.items()]
+    out.table("[queue]", "The mail queue: retries, how long mail may wait, deliveries at once.")
+    out.entries("queue", config.queue, _QUEUE)
+    _render_delivery(out, config)
     _render_auth(out, config)
     out.table("[log]")
     out.entries("log", config.log, _LOG)

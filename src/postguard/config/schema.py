@@ -21,12 +21,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
-from postguard.config.units import MILLISECONDS, MINUTES, SECONDS, MiB
+from postguard.config.units import DAYS, HOURS, MILLISECONDS, MINUTES, SECONDS, MiB
 
 __all__ = [
     "DEFAULT_LISTENERS",
+    "DELIVERY_ROUTES",
     "LEGACY_TLS_VERSIONS",
     "LISTENER_NAMES",
+    "LMTP_TLS_MODES",
     "LOG_FORMATS",
     "LOG_LEVELS",
     "OAUTH_ALGORITHMS",
@@ -35,11 +37,16 @@ __all__ = [
     "AuthSettings",
     "CertificateSettings",
     "Config",
+    "DeliveryRoute",
+    "DeliverySettings",
     "LimitsSettings",
     "ListenerSettings",
+    "LmtpSettings",
+    "LmtpTlsMode",
     "LocalSettings",
     "LogSettings",
     "OAuthSettings",
+    "QueueSettings",
     "ServerSettings",
     "TlsMode",
     "TlsSettings",
@@ -65,6 +72,11 @@ LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
 LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "warning", "error")
+
+DeliveryRoute = Literal["maildir", "lmtp"]
+DELIVERY_ROUTES: tuple[DeliveryRoute, ...] = ("maildir", "lmtp")
+LmtpTlsMode = Literal["opportunistic", "required", "none"]
+LMTP_TLS_MODES: tuple[LmtpTlsMode, ...] = ("opportunistic", "required", "none")
 
 DEFAULT_HOSTNAME = "localhost"
 DEFAULT_SHUTDOWN_GRACE = 30 * SECONDS
@@ -107,6 +119,25 @@ DEFAULT_FAILURE_WINDOW = 15 * MINUTES
 DEFAULT_LOCKOUT = 15 * MINUTES
 DEFAULT_BASE_DELAY = 250 * MILLISECONDS
 DEFAULT_MAX_DELAY = 10 * SECONDS
+# Retry timing after Postfix: minimal_backoff_time 300s, maximal_backoff_time 4000s,
+# maximal_queue_lifetime 5d. Postfix leaves delay_warning_time off by default; postguard
+# sends delay notices (RFC 3461 NOTIFY=DELAY) after 4 hours, as queue/schedule.py does.
+DEFAULT_FIRST_RETRY = 5 * MINUTES
+DEFAULT_MAX_BACKOFF = 4000 * SECONDS
+DEFAULT_MAX_LIFETIME = 5 * DAYS
+DEFAULT_DELAY_WARNING = 4 * HOURS
+# Headroom kept free on the queue's filesystem: below it new mail gets 452 4.3.1 (RFC 3463
+# X.3.1 "mail system full") rather than a 250 for a message that might not fit. 100 MiB is
+# two default-maximum (50 MiB) messages.
+DEFAULT_MIN_FREE_DISK = 100 * MiB
+# Local delivery is disk- or LMTP-bound; per destination (one mailbox, or one LMTP server)
+# fewer are in flight, so one slow destination cannot take every slot.
+DEFAULT_CONCURRENCY = 20
+DEFAULT_PER_DESTINATION_CONCURRENCY = 5
+# After a crash a leased recipient is claimable again once its lease has passed. Delivery is
+# at-least-once: a lease shorter than a delivery attempt lets a slow delivery happen twice.
+DEFAULT_LEASE = 10 * MINUTES
+DEFAULT_SCAN_INTERVAL = 1 * SECONDS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -333,6 +364,105 @@ class AuthSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class QueueSettings:
+    """``[queue]``: retries, lifetimes and how much is delivered at once (times in s).
+
+    Attributes:
+        first_retry: Delay after the first failed attempt; it doubles per attempt (Postfix
+            ``minimal_backoff_time``).
+        max_backoff: Upper bound of that delay, at least `first_retry` (Postfix
+            ``maximal_backoff_time``).
+        max_lifetime: A message still undelivered after this long in the queue bounces
+            (Postfix ``maximal_queue_lifetime``).
+        delay_warning: Send a delay notice (RFC 3461 NOTIFY=DELAY) once a message has waited
+            this long; 0 means never.
+        min_free_disk: Bytes that must stay free on the queue's filesystem; below that, new
+            mail is refused with 452 4.3.1. 0 means only a full disk refuses mail.
+        concurrency: Deliveries in flight at once, all destinations together.
+        per_destination_concurrency: Deliveries in flight to one destination (a mailbox for
+            maildir, the server for lmtp), at most `concurrency`.
+        lease: How long a claimed recipient stays leased; after a crash another worker may
+            take it once this has passed.
+        scan_interval: How often the queue manager looks for due work and operator changes.
+    """
+
+    first_retry: float = DEFAULT_FIRST_RETRY
+    max_backoff: float = DEFAULT_MAX_BACKOFF
+    max_lifetime: float = DEFAULT_MAX_LIFETIME
+    delay_warning: float = DEFAULT_DELAY_WARNING
+    min_free_disk: int = DEFAULT_MIN_FREE_DISK
+    concurrency: int = DEFAULT_CONCURRENCY
+    per_destination_concurrency: int = DEFAULT_PER_DESTINATION_CONCURRENCY
+    lease: float = DEFAULT_LEASE
+    scan_interval: float = DEFAULT_SCAN_INTERVAL
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LmtpSettings:
+    """``[delivery.lmtp]``: the LMTP server (RFC 2033) the ``lmtp`` route delivers to.
+
+    Exactly one of `address` and `socket` is set (the loader enforces this). On a Unix socket
+    TLS is never used, so `tls` is ``"none"`` and `ca_file`/`server_name` are unset.
+
+    Attributes:
+        address: ``(host, port)`` of a TCP server; host is an IP literal (IPv6 unbracketed)
+            or ``localhost``, port 1-65535.
+        socket: Absolute path of a Unix socket.
+        tls: ``"opportunistic"`` (STARTTLS when offered), ``"required"`` (no mail without
+            it) or ``"none"`` (never; a weakening unless the server is on loopback).
+        ca_file: Absolute path of the PEM CA bundle that verifies the server's certificate;
+            None means the system trust store.
+        server_name: Name (or IP) to verify in the server's certificate; None means the
+            address's host.
+        lhlo_domain: Our name in LHLO; the loader defaults it to ``server.hostname``.
+    """
+
+    address: tuple[str, int] | None = None
+    socket: Path | None = None
+    tls: LmtpTlsMode = "opportunistic"
+    ca_file: Path | None = None
+    server_name: str | None = None
+    lhlo_domain: str
+
+
+def _no_routes() -> Mapping[str, DeliveryRoute]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliverySettings:
+    """``[delivery]``: how mail for local recipients reaches their mailbox.
+
+    Attributes:
+        default: Route for a local recipient with no entry in `routes`: ``"maildir"``
+            (a Maildir under ``local.maildir_root``) or ``"lmtp"`` (needs `lmtp`).
+        lmtp: ``[delivery.lmtp]``; None means the ``lmtp`` route is not available.
+        routes: Lowercase local domain or address -> route (read-only mapping). Keys are
+            domains in ``local.domains``, or addresses in ``local.mailboxes`` or
+            ``local.aliases``.
+    """
+
+    default: DeliveryRoute = "maildir"
+    lmtp: LmtpSettings | None = None
+    routes: Mapping[str, DeliveryRoute] = field(default_factory=_no_routes, hash=False)
+
+    def route_for(self, mailbox: str) -> DeliveryRoute:
+        """Return the route for ``mailbox``: its own entry, else its domain's, else `default`.
+
+        Args:
+            mailbox: A recipient address (any case). Pass the address a route was configured
+                for: an alias's route applies only when routing happens before the alias is
+                expanded to its mailbox.
+
+        Returns:
+            ``"maildir"`` or ``"lmtp"``.
+        """
+        address = mailbox.lower()
+        domain = address.rpartition("@")[2]
+        return self.routes.get(address) or self.routes.get(domain) or self.default
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """A complete, validated configuration.
 
@@ -343,6 +473,8 @@ class Config:
         listeners: All three listeners, in the order mx, submission, submissions (disabled
             ones included, with ``enabled=False``).
         local: ``[local]``.
+        queue: ``[queue]``.
+        delivery: ``[delivery]``.
         auth: ``[auth]``.
         log: ``[log]``.
         source: The file this was loaded from, None for built-in defaults. Provenance only:
@@ -354,6 +486,8 @@ class Config:
     tls: TlsSettings
     listeners: tuple[ListenerSettings, ...]
     local: LocalSettings
+    queue: QueueSettings
+    delivery: DeliverySettings
     auth: AuthSettings
     log: LogSettings
     source: Path | None = field(default=None, compare=False)

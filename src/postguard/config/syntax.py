@@ -1,8 +1,10 @@
 """Text syntax of config values that are not units: listen addresses, domains, mailboxes.
 
-Owns the parse/format pairs for ``"127.0.0.1:2525"`` / ``"[::1]:2525"`` / ``"*:25"``, the
-checks on local domains and mailbox addresses, and TOML basic-string quoting (used both to
-quote values in error messages, keeping them on one line, and by the sample writer).
+Owns the parse/format pairs for ``"127.0.0.1:2525"`` / ``"[::1]:2525"`` / ``"*:25"`` (listen
+addresses) and for server addresses postguard connects to (no ``*``, no port 0); the checks
+on local domains, mailbox addresses and certificate names; and TOML basic-string quoting
+(used both to quote values in error messages, keeping them on one line, and by the sample
+writer).
 
 Split out of `load.py` so the loader reads tables and this module knows value syntax.
 
@@ -20,9 +22,12 @@ __all__ = [
     "ALL_INTERFACES",
     "addresses_conflict",
     "format_address",
+    "is_loopback",
     "normalize_domain",
     "normalize_mailbox",
+    "normalize_server_name",
     "parse_address",
+    "parse_server_address",
     "quote",
 ]
 
@@ -65,25 +70,24 @@ def quote(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """Parse a listen address: ``"127.0.0.1:2525"``, ``"[::1]:2525"``, ``"*:25"``.
+_LISTEN_FORMS = '"IPv4:port", "[IPv6]:port", "localhost:port" or "*:port"'
+_SERVER_FORMS = '"IPv4:port", "[IPv6]:port" or "localhost:port"'
 
-    Args:
-        text: ``host:port``. The host is an IPv4 literal, a bracketed IPv6 literal,
-            ``localhost``, or ``*`` for all interfaces. Port 0 asks for any free port.
 
-    Returns:
-        ``(host, port)`` with IPv6 hosts unbracketed and in compressed form.
-
-    Raises:
-        ValueError: The text is not of that form.
-    """
-    expected = 'expected "IPv4:port", "[IPv6]:port", "localhost:port" or "*:port"'
+def _parse_host_port(text: str, forms: str, min_port: int) -> tuple[str, int]:
+    """Split and check ``host:port``; ``forms`` lists the accepted forms in errors."""
+    expected = f"expected {forms}"
     host, sep, port_text = text.rpartition(":")
     if not sep or not host:
         raise ValueError(f"invalid address {quote(text)} ({expected})")
-    if not port_text.isascii() or not port_text.isdigit() or int(port_text) > MAX_PORT:
-        raise ValueError(f"invalid port {quote(port_text)} in {quote(text)} (expected 0-65535)")
+    if (
+        not port_text.isascii()
+        or not port_text.isdigit()
+        or not min_port <= int(port_text) <= MAX_PORT
+    ):
+        raise ValueError(
+            f"invalid port {quote(port_text)} in {quote(text)} (expected {min_port}-{MAX_PORT})"
+        )
     port = int(port_text)
     if host in (ALL_INTERFACES, "localhost"):
         return host, port
@@ -99,8 +103,66 @@ def parse_address(text: str) -> tuple[str, int]:
     if ":" in host:
         raise ValueError(f"IPv6 address in {quote(text)} must be in brackets, e.g. [::1]:25")
     # SECURITY: host names other than localhost are refused. A name can resolve to an address
-    # the operator did not mean to expose, and resolution at bind time depends on DNS.
+    # the operator did not mean to expose (or to send mail to), and resolution at bind or
+    # connect time depends on DNS.
     raise ValueError(f"invalid address {quote(text)} ({expected}; host names are not accepted)")
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """Parse a listen address: ``"127.0.0.1:2525"``, ``"[::1]:2525"``, ``"*:25"``.
+
+    Args:
+        text: ``host:port``. The host is an IPv4 literal, a bracketed IPv6 literal,
+            ``localhost``, or ``*`` for all interfaces. Port 0 asks for any free port.
+
+    Returns:
+        ``(host, port)`` with IPv6 hosts unbracketed and in compressed form.
+
+    Raises:
+        ValueError: The text is not of that form.
+    """
+    return _parse_host_port(text, _LISTEN_FORMS, 0)
+
+
+def parse_server_address(text: str) -> tuple[str, int]:
+    """Parse the address of a server to connect to: ``"127.0.0.1:24"``, ``"[::1]:24"``.
+
+    The syntax of `parse_address` without what only makes sense for listening: ``*`` and
+    the unspecified addresses (``0.0.0.0``, ``[::]``) name no server, and port 0 none either.
+    Host names other than ``localhost`` are refused here too, so the server postguard hands
+    mail to never depends on DNS.
+
+    Args:
+        text: ``host:port``; the host an IPv4 literal, a bracketed IPv6 literal or
+            ``localhost``, the port 1-65535.
+
+    Returns:
+        ``(host, port)`` with IPv6 hosts unbracketed and in compressed form.
+
+    Raises:
+        ValueError: The text is not of that form.
+    """
+    host, port = _parse_host_port(text, _SERVER_FORMS, 1)
+    if host == ALL_INTERFACES or (
+        host != "localhost" and ipaddress.ip_address(host).is_unspecified
+    ):
+        raise ValueError(
+            f"invalid address {quote(text)} ({host} means all interfaces, not one server)"
+        )
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    """Tell whether a host from `parse_server_address` is this machine (127/8, ::1, localhost).
+
+    IPv4-mapped IPv6 addresses (``::ffff:127.0.0.1``) count by their IPv4 address.
+    """
+    if host == "localhost":
+        return True
+    address = ipaddress.ip_address(host)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
 
 
 def format_address(address: tuple[str, int]) -> str:
@@ -182,3 +244,27 @@ def normalize_mailbox(text: str) -> str:
     except ValueError as exc:
         raise ValueError(f"{exc} in {quote(text)}") from None
     return f"{local.lower()}@{domain}"
+
+
+def normalize_server_name(text: str) -> str:
+    """Check the name to verify in a server's TLS certificate: a domain or an IP address.
+
+    Args:
+        text: A DNS name (A-label form) or an IP literal (IPv6 without brackets).
+
+    Returns:
+        The domain lowercased without a trailing dot, or the IP address in compressed form.
+
+    Raises:
+        ValueError: Neither a valid domain nor an IP address.
+    """
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    try:
+        return normalize_domain(text)
+    except ValueError:
+        raise ValueError(
+            f"invalid server name {quote(text)} (expected a domain or an IP address)"
+        ) from None

@@ -7,7 +7,9 @@ as a WARNING at start-up, and `sample.py` marks these keys ``# WEAKENS SECURITY:
 
 A rule is reported only when it takes effect: ``allow_plaintext`` on a disabled submission
 listener changes nothing, so it is not reported (it will be once the listener is enabled);
-``allow_insecure_jwks_url`` is reported only while ``jwks_url`` is an ``http://`` URL.
+``allow_insecure_jwks_url`` is reported only while ``jwks_url`` is an ``http://`` URL;
+``delivery.lmtp.tls = "none"`` only for a TCP server that is not on loopback (mail to a Unix
+socket or to 127.0.0.1 never crosses a network).
 
 Not here on purpose: CRAM-MD5. It is not a setting but a property of the accounts (it is
 offered only when an account has a CRAM-MD5 secret), so the credential store reports it
@@ -16,7 +18,8 @@ Binding a listener to a non-loopback address is not a weakening: that is what a 
 is for.
 
 Adding a weakening: add the setting to `schema.py`/`load.py` with a name that says so
-(``allow_...``), then add a rule here; the tests check every rule's key is in the sample file.
+(``allow_...``; a value of an existing setting, like ``tls = "none"``, names itself), then add
+a rule here; the tests check every rule's key is in the sample file.
 
 Must not: log or raise. Reporting is the caller's job.
 """
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from postguard.config.schema import LEGACY_TLS_VERSIONS, Config
+from postguard.config.syntax import is_loopback
 
 __all__ = ["CATALOGUE", "Weakening", "WeakeningRule", "find_weakenings"]
 
@@ -67,6 +71,13 @@ class Weakening:
         return f"{prefix}{self.key}: {self.message}"
 
 
+def _lmtp_tls_off_the_host(config: Config) -> bool:
+    lmtp = config.delivery.lmtp
+    if lmtp is None or lmtp.address is None or lmtp.tls != "none":
+        return False
+    return not is_loopback(lmtp.address[0])
+
+
 CATALOGUE: tuple[WeakeningRule, ...] = (
     WeakeningRule(
         key="listener.submission.allow_plaintext",
@@ -89,6 +100,14 @@ CATALOGUE: tuple[WeakeningRule, ...] = (
             and config.auth.oauth.allow_insecure_jwks_url
             and (config.auth.oauth.jwks_url or "").startswith("http://")
         ),
+    ),
+    WeakeningRule(
+        key="delivery.lmtp.tls",
+        explanation=(
+            'LMTP delivery to a server on another host uses no TLS ("none"), so mail '
+            "crosses the network in cleartext and the server is not authenticated"
+        ),
+        is_active=_lmtp_tls_off_the_host,
     ),
     WeakeningRule(
         key="tls.allow_legacy_tls_versions",

@@ -46,9 +46,13 @@ class DeliveryAgent(Protocol):
 
     name: str
 
-    def deliver(self, content: bytes, mailboxes: list[str]) -> dict[str, Outcome]:
+    def deliver(
+        self, content: bytes, mailboxes: list[str], *, reverse_path: str = ""
+    ) -> dict[str, Outcome]:
         """Deliver ``content`` (prepended headers + body) to each mailbox.
 
         Runs in a worker thread. Returns an outcome for every mailbox given.
+        ``reverse_path`` is the envelope sender ("" for ``<>``); a final-delivery
+        agent records it as Return-Path (RFC 5321 §4.4).
         """
         ...

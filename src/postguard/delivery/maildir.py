@@ -26,6 +26,7 @@ _R452_STORAGE = Reply.of(452, "4.3.1", "Insufficient system storage")
 _R451_LOCAL = Reply.of(451, "4.3.0", "Local delivery error")
 _R550_BAD_MAILBOX = Reply.of(550, "5.1.1", "Mailbox unavailable")
 _counter = itertools.count()
+MAX_NAME_OCTETS = 255  # NAME_MAX of every Linux file system we write Maildirs on
 
 
 def maildir_path(root: Path, mailbox: str) -> Path:
@@ -36,8 +37,11 @@ def maildir_path(root: Path, mailbox: str) -> Path:
             configuration already restricts mailbox names).
     """
     local, _, domain = mailbox.lower().rpartition("@")
-    if not local or not domain or any(p in ("", ".", "..") or "/" in p for p in (local, domain)):
-        raise ValueError(f"unsafe mailbox name {mailbox!r}")
+    for part in (local, domain):
+        if part in ("", ".", "..") or "/" in part or "\0" in part:
+            raise ValueError(f"unsafe mailbox name {mailbox!r}")
+        if len(part.encode("utf-8")) > MAX_NAME_OCTETS:
+            raise ValueError(f"mailbox name too long {mailbox!r}")
     return root / domain / local
 
 
@@ -56,9 +60,16 @@ class MaildirAgent:
         self.root = root
         self._host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
 
-    def deliver(self, content: bytes, mailboxes: list[str]) -> dict[str, Outcome]:
-        """Store one copy per mailbox; see :class:`~postguard.delivery.base.DeliveryAgent`."""
-        return {mailbox: self._deliver_one(content, mailbox) for mailbox in mailboxes}
+    def deliver(
+        self, content: bytes, mailboxes: list[str], *, reverse_path: str = ""
+    ) -> dict[str, Outcome]:
+        """Store one copy per mailbox; see :class:`~postguard.delivery.base.DeliveryAgent`.
+
+        Each copy starts with ``Return-Path: <reverse_path>`` (RFC 5321 §4.4: the
+        final delivery MTA records the envelope sender).
+        """
+        copy = f"Return-Path: <{reverse_path}>\r\n".encode() + content
+        return {mailbox: self._deliver_one(copy, mailbox) for mailbox in mailboxes}
 
     def _deliver_one(self, content: bytes, mailbox: str) -> Outcome:
         try:

@@ -2,30 +2,37 @@
 
 The session hands intake an envelope and the content as it arrives; intake
 adds the Received header (with TLS details) and a Message-ID when missing,
-and commits the message to the spool. :meth:`Submission.commit` returns the
-queue ID only once the message is on stable storage; the session sends 250
-after that and never before.
+routes each recipient, and commits the message to the queue store.
+:meth:`Submission.commit` returns the queue ID only once the message is on
+stable storage; the session sends 250 after that and never before.
 
-Must not: speak SMTP or deliver. Delivery starts from what the spool holds.
+Intake also guards the disk: below ``min_free_disk`` on the queue's file
+system new mail gets 452 4.3.1 (checked at MAIL and again at commit).
+
+Must not: speak SMTP or deliver. Delivery starts from what the store holds.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from ..observability.events import QueueEvent
 from ..observability.logging import log_event
 from ..protocol import replies
 from ..protocol.replies import Reply
+from ..queue.bodies import BodyFiles, IncomingMessage
 from ..queue.ids import new_queue_id
-from ..queue.model import QueuedMessage, QueuedRecipient
-from ..queue.spool import IncomingMessage, Spool, SpooledMessage
+from ..queue.store.base import NewMessage, NewRecipient, QueueStore
 from ..server.envelope import Envelope, Provenance
 from .headers import HeaderScanner
 from .received import received_header
+
+FREE_SPACE_CACHE_SECONDS = 1.0  # statvfs at most once a second under load
 
 
 class IntakeError(Exception):
@@ -46,7 +53,7 @@ class Submission:
         self._envelope = envelope
         self._provenance = provenance
         self._received_at = time.time()
-        self._incoming: IncomingMessage = intake.spool.begin(self.queue_id)
+        self._incoming: IncomingMessage = intake.bodies.begin(self.queue_id)
         self._headers = HeaderScanner()
 
     def write(self, data: bytes) -> None:
@@ -54,14 +61,17 @@ class Submission:
         self._headers.feed(data)
         self._incoming.write(data)
 
-    async def commit(self) -> SpooledMessage:
-        """Make the message durable and hand it to delivery.
+    async def commit(self) -> str:
+        """Make the message durable and wake delivery; return its queue ID.
 
         Raises:
             IntakeError: 452 4.3.1 when storage is full, 451 4.3.0 otherwise.
         """
         intake = self._intake
         env = self._envelope
+        if not intake.has_room(self._incoming.size):
+            self._incoming.abort()
+            raise IntakeError(replies.R452_INSUFFICIENT_STORAGE, "below min_free_disk")
         single = env.recipients[0].address if len(env.recipients) == 1 else None
         prepend = received_header(
             self._provenance,
@@ -70,25 +80,37 @@ class Submission:
             for_recipient=str(single) if single is not None else None,
             smtputf8=env.smtputf8,
             timestamp=self._received_at,
+            show_auth_identity=intake.received_shows_identity,
         )
         if not self._headers.has_message_id:
             prepend += f"Message-ID: <{self.queue_id}@{intake.hostname}>\r\n".encode()
-        entry = QueuedMessage(
-            queue_id=self.queue_id,
-            received_at=self._received_at,
-            reverse_path=str(env.reverse_path) if env.reverse_path else "",
-            recipients=tuple(QueuedRecipient(str(r.address), r.mailbox) for r in env.recipients),
-            prepend=prepend,
-            body_type=env.body.value,
-            smtputf8=env.smtputf8,
-            size=self._incoming.size,
-            provenance=_provenance_dict(self._provenance),
-        )
         try:
-            spooled = await intake.spool.commit(self._incoming, entry)
+            body, body_path = await intake.bodies.finish(self._incoming)
+            message = NewMessage(
+                queue_id=self.queue_id,
+                received_at=self._received_at,
+                reverse_path=str(env.reverse_path) if env.reverse_path else "",
+                recipients=tuple(
+                    NewRecipient(
+                        address=str(r.address),
+                        mailbox=r.mailbox,
+                        route=intake.route_for(r.mailbox),
+                        notify=r.notify,
+                        orcpt=r.orcpt,
+                    )
+                    for r in env.recipients
+                ),
+                prepend=prepend,
+                size=self._incoming.size,
+                envelope=self._envelope_fields(),
+                body=body,
+                body_path=body_path,
+            )
+            await intake.store.commit(message)
         except OSError as exc:
             full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
             reply = replies.R452_INSUFFICIENT_STORAGE if full else replies.R451_LOCAL_ERROR
+            self._incoming.abort()
             log_event(
                 QueueEvent.COMMIT_FAILED,
                 logging.ERROR,
@@ -101,11 +123,24 @@ class Submission:
             QueueEvent.COMMITTED,
             queue_id=self.queue_id,
             session=self._provenance.session_id,
-            size=entry.size,
-            recipients=len(entry.recipients),
+            size=message.size,
+            recipients=len(message.recipients),
         )
-        intake.on_committed(spooled)
-        return spooled
+        intake.on_committed()
+        return self.queue_id
+
+    def _envelope_fields(self) -> dict[str, object]:
+        env = self._envelope
+        fields: dict[str, object] = {
+            "body_type": env.body.value,
+            "smtputf8": env.smtputf8,
+            "provenance": _provenance_dict(self._provenance),
+        }
+        if env.ret is not None:
+            fields["ret"] = env.ret
+        if env.envid is not None:
+            fields["envid"] = env.envid
+        return fields
 
     def abort(self) -> None:
         """Drop the message (rejected, RSET, or the client went away)."""
@@ -113,18 +148,50 @@ class Submission:
 
 
 class Intake:
-    """Creates submissions and notifies the queue of committed messages."""
+    """Creates submissions, commits them to the store, and wakes the queue manager."""
 
     def __init__(
-        self, spool: Spool, hostname: str, on_committed: Callable[[SpooledMessage], None]
+        self,
+        store: QueueStore,
+        bodies: BodyFiles,
+        hostname: str,
+        *,
+        route_for: Callable[[str], str],
+        on_committed: Callable[[], None],
+        min_free_disk: int = 0,
+        received_shows_identity: bool = False,
     ) -> None:
-        self.spool = spool
+        self.store = store
+        self.bodies = bodies
         self.hostname = hostname
+        self.route_for = route_for
         self.on_committed = on_committed
+        self.min_free_disk = min_free_disk
+        self.received_shows_identity = received_shows_identity
+        self._free: tuple[float, int] = (0.0, 0)
 
     def begin(self, envelope: Envelope, provenance: Provenance) -> Submission:
         """Start a new message for this envelope."""
         return Submission(self, envelope, provenance)
+
+    def has_room(self, size: int = 0) -> bool:
+        """Whether the queue's file system keeps ``min_free_disk`` free after ``size`` more."""
+        if self.min_free_disk <= 0:
+            return True
+        now = time.monotonic()
+        checked, free = self._free
+        if now - checked > FREE_SPACE_CACHE_SECONDS:
+            free = _free_bytes(self.bodies.directory)
+            self._free = (now, free)
+        return free - size >= self.min_free_disk
+
+
+def _free_bytes(path: Path) -> int:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
 
 
 def _provenance_dict(p: Provenance) -> dict[str, object]:

@@ -76,7 +76,7 @@ class GroupDirSync:
                 try:
                     await loop.run_in_executor(self._executor, fsync_directory, self._directory)
                     self.syncs += 1
-                except OSError as exc:
+                except Exception as exc:  # OSError, or RuntimeError after executor shutdown
                     future.set_exception(exc)
                 else:
                     future.set_result(None)

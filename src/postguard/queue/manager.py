@@ -1,155 +1,369 @@
-"""The queue manager (Postfix qmgr, first cut): hands committed messages to delivery.
+"""The queue manager (Postfix's qmgr): leases due recipients and drives delivery agents.
 
-Committed messages arrive from intake (and from the spool at start-up) and are
-delivered by a bounded pool of workers; delivery runs in worker threads so a
-slow disk never stalls the listeners. A recipient with a temporary failure is
-retried with exponential backoff; when every recipient has reached a final
-state the queue file is removed.
+Theory of operation
+-------------------
+A loop asks the store for due recipients (``claim_due``), leasing them to
+this process, and starts one delivery per (message, route, destination)
+group, with bounded concurrency: ``concurrency`` deliveries in flight in
+total and ``per_destination`` per destination (a mailbox for Maildir, the
+server for LMTP), so one slow destination cannot take every slot. Agents
+run in worker threads and return per-recipient outcomes; the manager turns
+them into new states:
 
-Delivery semantics: at-least-once. A crash after a Maildir copy was stored but
-before the queue file was removed delivers that copy again after restart; a
-crash can never lose a message answered with 250. (The queue issue replaces
-this in-memory bookkeeping with per-recipient state in a queue store.)
+* Delivered → ``delivered``; a SUCCESS DSN if the recipient asked (NOTIFY).
+* PermanentFailure → ``bounced``, with a failure DSN to the sender.
+* TemporaryFailure → ``deferred`` until the next attempt of the
+  :class:`~postguard.queue.schedule.RetrySchedule`; once the message has
+  outlived ``max_lifetime`` → ``bounced`` (4.4.7, "delivery time expired"),
+  and a delay warning DSN once it has waited ``delay_warning_after``.
+* An exception from an agent counts as a temporary failure (maddy's rule).
 
-Must not: speak SMTP; agents never touch the spool.
+Outcomes and the DSNs they cause are recorded in one store transaction, so
+a crash never loses a bounce nor sends it twice. The manager wakes when
+intake commits a message, when the next deferred recipient falls due, and
+every ``scan_interval`` (to see operator changes made with the CLI).
+
+Delivery is at-least-once: leases of a crashed process expire (or are
+released at its restart) and those recipients are delivered again.
+
+Must not: speak SMTP, or write mailboxes itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..delivery.base import Delivered, DeliveryAgent, Outcome, PermanentFailure, TemporaryFailure
 from ..observability.events import QueueEvent
 from ..observability.logging import log_event
 from ..protocol import replies
-from .spool import Spool, SpooledMessage
+from .bounce import Action, RecipientReport, build_dsn, status_from_reply, wants_report
+from .ids import new_queue_id
+from .schedule import RetrySchedule
+from .store.base import (
+    Claim,
+    NewMessage,
+    NewRecipient,
+    QueueStore,
+    RecipientOutcome,
+    RecipientRow,
+    RecipientState,
+)
 
-DEFAULT_WORKERS = 4
-FIRST_RETRY_DELAY = 60.0  # seconds; doubled per attempt
-MAX_RETRY_DELAY = 3600.0
+_R_NO_ROUTE = replies.Reply.of(451, "4.4.0", "No route to destination configured yet")
+_R_EXPIRED = "4.4.7"  # RFC 3463: delivery time expired
 
 
-@dataclass(slots=True)
-class _Work:
-    message: SpooledMessage
-    pending: list[str] = field(default_factory=list)  # mailboxes not yet final
-    attempts: int = 0
+@dataclass(frozen=True, slots=True)
+class ManagerSettings:
+    """How hard the manager pushes, and when it retries."""
+
+    schedule: RetrySchedule = field(default_factory=RetrySchedule)
+    concurrency: int = 20
+    per_destination: int = 5
+    lease_seconds: float = 600.0
+    scan_interval: float = 1.0
+    claim_batch: int = 100
 
 
 class QueueManager:
-    """Feeds committed messages to a delivery agent with bounded concurrency."""
+    """Feeds due recipients to delivery agents; records outcomes and DSNs."""
 
     def __init__(
         self,
-        spool: Spool,
-        agent: DeliveryAgent,
+        store: QueueStore,
+        agents: Mapping[str, DeliveryAgent],
         *,
+        hostname: str,
+        settings: ManagerSettings | None = None,
         executor: Executor | None = None,
-        workers: int = DEFAULT_WORKERS,
+        route_for_sender: Callable[[str], tuple[str, str] | None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self.spool = spool
-        self.agent = agent
+        self.store = store
+        self.agents = dict(agents)
+        self.hostname = hostname
+        self.settings = settings or ManagerSettings()
+        self.owner = f"{hostname}:{secrets.token_hex(4)}"
         self._executor = executor
-        self._workers = workers
-        self._queue: asyncio.Queue[_Work] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._timers: set[asyncio.TimerHandle] = set()
+        self._route_for_sender = route_for_sender or (lambda address: None)
+        self._clock = clock
+        self._wakeup = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.settings.concurrency)
+        self._per_destination: dict[str, asyncio.Semaphore] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
         self.delivered = 0
-        self.idle = asyncio.Event()
-        self._in_flight = 0
 
-    def submit(self, message: SpooledMessage) -> None:
-        """Queue a committed message for delivery (called by intake after commit)."""
-        mailboxes = list(dict.fromkeys(r.mailbox for r in message.entry.recipients))
-        self.idle.clear()
-        self._queue.put_nowait(_Work(message, mailboxes))
+    # --------------------------------------------------------------- control
 
-    def recover(self) -> int:
-        """Queue everything the spool holds from before a restart; return how many."""
-        found = self.spool.recover()
-        for message in found:
-            log_event(QueueEvent.RECOVERED, queue_id=message.entry.queue_id)
-            self.submit(message)
-        return len(found)
+    def wake(self) -> None:
+        """New work may be due (intake committed a message)."""
+        self._wakeup.set()
 
     def start(self) -> None:
-        """Start the delivery workers."""
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._worker()) for _ in range(self._workers)]
+        """Start the scan loop."""
+        self._loop_task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        """Stop after the deliveries in progress; queued work stays in the spool."""
-        for timer in self._timers:
-            timer.cancel()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Stop scanning; wait for deliveries in flight (their outcomes are recorded)."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _worker(self) -> None:
-        loop = asyncio.get_running_loop()
+    async def run_once(self) -> int:
+        """One scan: deliver what is due now and wait for those deliveries to finish.
+
+        Returns the number of messages claimed. (The loop started by :meth:`start`
+        does the same continuously; this is for tests and one-shot flushes.)
+        """
+        claimed = await self._scan()
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        return claimed
+
+    async def recover_leases(self) -> int:
+        """Make every leased recipient due again (at start-up: leases of a dead process)."""
+        released = await self.store.release_leases(owner=None, now=float("inf"))
+        if released:
+            log_event(QueueEvent.RECOVERED, recipients=released)
+        return released
+
+    # ------------------------------------------------------------------ loop
+
+    async def _run(self) -> None:
+        # Leases from before a crash or restart belong to no one now: deliver them again.
+        # (With several nodes on one store this becomes "expired leases only".)
+        await self.recover_leases()
         while True:
-            work = await self._queue.get()
-            self._in_flight += 1
             try:
-                outcomes = await loop.run_in_executor(self._executor, self._deliver, work)
-                self._settle(work, outcomes)
-            finally:
-                self._in_flight -= 1
-                if self._queue.empty() and self._in_flight == 0:
-                    self.idle.set()
+                started = await self._scan()
+            except Exception:
+                logging.getLogger("postguard").exception("queue scan failed")
+                started = 0
+            if started:
+                continue
+            await self._sleep_until_due()
 
-    def _deliver(self, work: _Work) -> dict[str, Outcome]:
+    async def _scan(self) -> int:
+        free = self.settings.concurrency - len(self._tasks)
+        if free <= 0:
+            await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+            return 1
+        now = self._clock()
+        claims = await self.store.claim_due(
+            now=now,
+            owner=self.owner,
+            lease_seconds=self.settings.lease_seconds,
+            limit=min(free, self.settings.claim_batch),
+        )
+        for claim in claims:
+            for route, rcpts in _by_route(claim.recipients).items():
+                task = asyncio.get_running_loop().create_task(self._deliver(claim, route, rcpts))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        return len(claims)
+
+    async def _sleep_until_due(self) -> None:
+        timeout = self.settings.scan_interval
+        due = await self.store.next_due_time()
+        if due is not None:
+            timeout = max(0.0, min(timeout, due - self._clock()))
+        self._wakeup.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._wakeup.wait()
+
+    # -------------------------------------------------------------- delivery
+
+    async def _deliver(self, claim: Claim, route: str, rcpts: list[RecipientRow]) -> None:
+        agent = self.agents.get(route)
+        destination = route if route != "maildir" else f"maildir:{rcpts[0].mailbox}"
+        limit = self._per_destination.setdefault(
+            destination, asyncio.Semaphore(self.settings.per_destination)
+        )
+        async with self._slots, limit:
+            mailboxes = [r.mailbox for r in rcpts]
+            if agent is None:
+                outcomes: dict[str, Outcome] = {
+                    m: TemporaryFailure(_R_NO_ROUTE, f"no delivery agent for route {route!r}")
+                    for m in mailboxes
+                }
+            else:
+                outcomes = await self._call_agent(agent, claim, mailboxes)
         try:
-            content = work.message.entry.prepend + work.message.read_body()
-            return self.agent.deliver(content, work.pending)
+            await self._settle(claim, rcpts, outcomes)
+        except Exception:
+            logging.getLogger("postguard").exception("recording delivery outcomes failed")
+        self._wakeup.set()
+
+    async def _call_agent(
+        self, agent: DeliveryAgent, claim: Claim, mailboxes: list[str]
+    ) -> dict[str, Outcome]:
+        loop = asyncio.get_running_loop()
+        reverse_path = claim.message.reverse_path
+        try:
+            return await loop.run_in_executor(
+                self._executor,
+                lambda: agent.deliver(claim.content, mailboxes, reverse_path=reverse_path),
+            )
         except Exception as exc:  # an unknown error in delivery is temporary (maddy)
-            logging.getLogger("postguard").exception("delivery agent failed")
+            logging.getLogger("postguard").exception("delivery agent %s failed", agent.name)
             return {
                 m: TemporaryFailure(replies.R451_LOCAL_ERROR, f"agent error: {exc}")
-                for m in work.pending
+                for m in mailboxes
             }
 
-    def _settle(self, work: _Work, outcomes: dict[str, Outcome]) -> None:
-        qid = work.message.entry.queue_id
-        still: list[str] = []
-        for mailbox in work.pending:
-            outcome = outcomes.get(mailbox)
-            if isinstance(outcome, Delivered):
-                self.delivered += 1
-                log_event(QueueEvent.DELIVERED, queue_id=qid, mailbox=mailbox)
-            elif isinstance(outcome, PermanentFailure):
-                log_event(
-                    QueueEvent.BOUNCED,
-                    logging.WARNING,
-                    queue_id=qid,
-                    mailbox=mailbox,
-                    reply=str(outcome.reply),
-                    detail=outcome.detail,
-                )
-            else:
-                detail = outcome.detail if outcome is not None else "no outcome"
-                log_event(
-                    QueueEvent.DEFERRED,
-                    logging.WARNING,
-                    queue_id=qid,
-                    mailbox=mailbox,
-                    detail=detail,
-                )
-                still.append(mailbox)
-        if not still:
-            self.spool.remove(work.message)
-            return
-        work.pending = still
-        work.attempts += 1
-        delay = min(FIRST_RETRY_DELAY * 2 ** (work.attempts - 1), MAX_RETRY_DELAY)
-        loop = asyncio.get_running_loop()
-        timer = loop.call_later(delay, self._retry, work)
-        self._timers.add(timer)
+    async def _settle(
+        self, claim: Claim, rcpts: list[RecipientRow], outcomes: dict[str, Outcome]
+    ) -> None:
+        now = self._clock()
+        message = claim.message
+        qid = message.queue_id
+        results: list[RecipientOutcome] = []
+        reports: dict[Action, list[RecipientReport]] = {}
+        for rcpt in rcpts:
+            outcome = outcomes.get(rcpt.mailbox) or TemporaryFailure(
+                replies.R451_LOCAL_ERROR, "agent returned no outcome"
+            )
+            result, report = self._judge(message.received_at, rcpt, outcome, now)
+            results.append(result)
+            if report is not None and wants_report(rcpt.notify, report.action):
+                reports.setdefault(report.action, []).append(report)
+            self._log(qid, rcpt, result, outcome)
+        bounces = [
+            dsn
+            for action, group in reports.items()
+            if (dsn := self._dsn(claim, group, now)) is not None
+        ]
+        await self.store.record(results, owner=self.owner, bounces=bounces)
 
-    def _retry(self, work: _Work) -> None:
-        self._timers = {t for t in self._timers if not t.cancelled()}
-        self.idle.clear()
-        self._queue.put_nowait(work)
+    def _judge(
+        self, received_at: float, rcpt: RecipientRow, outcome: Outcome, now: float
+    ) -> tuple[RecipientOutcome, RecipientReport | None]:
+        orcpt = rcpt.orcpt
+        if isinstance(outcome, Delivered):
+            reply = "250 2.0.0 delivered"
+            report = RecipientReport(rcpt.address, Action.DELIVERED, "2.0.0", reply, now, orcpt)
+            return (
+                RecipientOutcome(rcpt.message_id, rcpt.index, RecipientState.DELIVERED, reply),
+                report,
+            )
+        reply = f"{outcome.reply} ({outcome.detail})" if outcome.detail else str(outcome.reply)
+        wire_reply = str(outcome.reply)
+        schedule = replace(self.settings.schedule, attempts=rcpt.attempts + 1)
+        if isinstance(outcome, PermanentFailure) or schedule.is_exhausted(received_at, now):
+            status = status_from_reply(wire_reply)
+            if isinstance(outcome, TemporaryFailure):
+                status = _R_EXPIRED
+                wire_reply = f"{wire_reply} (delivery time expired)"
+            report = RecipientReport(rcpt.address, Action.FAILED, status, wire_reply, now, orcpt)
+            return (
+                RecipientOutcome(rcpt.message_id, rcpt.index, RecipientState.BOUNCED, reply),
+                report,
+            )
+        next_attempt = schedule.next_attempt_at(now, jitter=secrets.randbelow(1000) / 1000)
+        warn = not rcpt.delay_warned and schedule.is_delay_warning_due(received_at, now)
+        warning: RecipientReport | None = None
+        if warn:
+            until = received_at + schedule.max_lifetime
+            warning = RecipientReport(
+                rcpt.address,
+                Action.DELAYED,
+                status_from_reply(wire_reply),
+                wire_reply,
+                now,
+                orcpt,
+                will_retry_until=until,
+            )
+        return (
+            RecipientOutcome(
+                rcpt.message_id,
+                rcpt.index,
+                RecipientState.DEFERRED,
+                reply,
+                next_attempt=next_attempt,
+                delay_warned=warn,
+            ),
+            warning,
+        )
+
+    def _dsn(self, claim: Claim, reports: list[RecipientReport], now: float) -> NewMessage | None:
+        message = claim.message
+        sender = message.reverse_path
+        if not sender:
+            return None  # RFC 5321 §6.1: never notify the null sender (no bounce loops)
+        route = self._route_for_sender(sender)
+        mailbox, route_name = route if route is not None else (sender, "relay")
+        envelope = message.envelope
+        content = build_dsn(
+            reporting_mta=self.hostname,
+            original_sender=sender,
+            original=claim.content,
+            arrival_date=message.received_at,
+            reports=reports,
+            ret_full=envelope.get("ret") == "FULL",
+            envid=envelope.get("envid"),
+            now=now,
+            boundary=f"{new_queue_id()}/{self.hostname}",
+        )
+        queue_id = new_queue_id()
+        log_event(
+            QueueEvent.BOUNCED,
+            queue_id=message.queue_id,
+            dsn=queue_id,
+            action=reports[0].action.value,
+            to=sender,
+        )
+        return NewMessage(
+            queue_id=queue_id,
+            received_at=now,
+            reverse_path="",
+            recipients=(NewRecipient(sender, mailbox, route_name, ("NEVER",)),),
+            prepend=b"",
+            size=len(content),
+            envelope={"body_type": "8BITMIME", "dsn_for": message.queue_id},
+            body=content,
+        )
+
+    def _log(
+        self, qid: str, rcpt: RecipientRow, result: RecipientOutcome, outcome: Outcome
+    ) -> None:
+        if result.state is RecipientState.DELIVERED:
+            self.delivered += 1
+            log_event(QueueEvent.DELIVERED, queue_id=qid, rcpt=rcpt.address, route=rcpt.route)
+        elif result.state is RecipientState.BOUNCED:
+            log_event(
+                QueueEvent.BOUNCED,
+                logging.WARNING,
+                queue_id=qid,
+                rcpt=rcpt.address,
+                reply=result.reply,
+            )
+        else:
+            log_event(
+                QueueEvent.DEFERRED,
+                logging.WARNING,
+                queue_id=qid,
+                rcpt=rcpt.address,
+                reply=result.reply,
+                attempts=rcpt.attempts + 1,
+            )
+
+
+def _by_route(rcpts: tuple[RecipientRow, ...]) -> dict[str, list[RecipientRow]]:
+    """Group a message's leased recipients: one delivery per route."""
+    groups: dict[str, list[RecipientRow]] = {}
+    for r in rcpts:
+        groups.setdefault(r.route, []).append(r)
+    return groups

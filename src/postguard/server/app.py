@@ -23,6 +23,8 @@ from pathlib import Path
 
 from ..config.schema import Config, ListenerSettings, TlsMode
 from ..config.weakenings import find_weakenings
+from ..delivery.base import DeliveryAgent
+from ..delivery.lmtp import LmtpAgent
 from ..delivery.maildir import MaildirAgent
 from ..intake.intake import Intake
 from ..observability.events import ServerEvent, TlsEvent
@@ -30,9 +32,12 @@ from ..observability.logging import log_event
 from ..policy.relay import LocalRecipients
 from ..policy.submission import ListenerRules
 from ..protocol.options import ServerOptions
-from ..queue.manager import QueueManager
-from ..queue.spool import Spool
+from ..queue.bodies import BodyFiles
+from ..queue.manager import ManagerSettings, QueueManager
+from ..queue.schedule import RetrySchedule
+from ..queue.store.sqlite import SqliteQueueStore
 from ..tls.certstore import CertificatePair, CertificateStore, server_name_of
+from ..tls.contexts import client_context
 from ..tls.devcerts import DevCertificates, ensure_dev_certificates
 from .connection import Timeouts
 from .limits import ConnectionLimiter
@@ -65,7 +70,8 @@ class MailServer:
         self.dev_certificates: DevCertificates | None = None
         self.certificates = self._load_certificates()
         self.listeners: list[Listener] = []
-        self.spool: Spool | None = None
+        self.store: SqliteQueueStore | None = None
+        self.bodies: BodyFiles | None = None
         self.queue: QueueManager | None = None
         self._stopping = asyncio.Event()
         self._watch_task: asyncio.Task[None] | None = None
@@ -89,13 +95,42 @@ class MailServer:
             OSError: an address could not be bound; the message names it.
         """
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        spool = Spool(self.data_dir / "queue", self.executor)
-        self.spool = spool
-        agent = MaildirAgent(self.config.local.maildir_root)
-        self.queue = QueueManager(spool, agent, executor=self.executor)
-        intake = Intake(spool, self.config.server.hostname, self.queue.submit)
-        local = self.config.local
+        config = self.config
+        queue_dir = self.data_dir / "queue"
+        self.store = SqliteQueueStore(queue_dir)
+        bodies = BodyFiles(queue_dir / "bodies", self.executor)
+        self.bodies = bodies
+        local = config.local
         recipients = LocalRecipients(local.domains, local.mailboxes, local.aliases)
+        q = config.queue
+        self.queue = QueueManager(
+            self.store,
+            self._delivery_agents(),
+            hostname=config.server.hostname,
+            settings=ManagerSettings(
+                schedule=RetrySchedule(
+                    first_retry=q.first_retry,
+                    max_backoff=q.max_backoff,
+                    max_lifetime=q.max_lifetime,
+                    delay_warning_after=q.delay_warning,
+                ),
+                concurrency=q.concurrency,
+                per_destination=q.per_destination_concurrency,
+                lease_seconds=q.lease,
+                scan_interval=q.scan_interval,
+            ),
+            executor=self.executor,
+            route_for_sender=lambda sender: _local_route(recipients, config, sender),
+        )
+        intake = Intake(
+            self.store,
+            bodies,
+            config.server.hostname,
+            route_for=config.delivery.route_for,
+            on_committed=self.queue.wake,
+            min_free_disk=q.min_free_disk,
+            received_shows_identity=config.auth.received_shows_identity,
+        )
         limits = self.config.limits
         limiter = ConnectionLimiter(limits.max_connections, limits.max_connections_per_ip)
         timeouts = Timeouts(
@@ -151,10 +186,31 @@ class MailServer:
         for weakening in find_weakenings(self.config):
             log_event(ServerEvent.WEAKENING, logging.WARNING, setting=str(weakening))
 
+    def _delivery_agents(self) -> dict[str, DeliveryAgent]:
+        agents: dict[str, DeliveryAgent] = {"maildir": MaildirAgent(self.config.local.maildir_root)}
+        lmtp = self.config.delivery.lmtp
+        if lmtp is not None:
+            host, port = lmtp.address if lmtp.address is not None else (None, 24)
+            agents["lmtp"] = LmtpAgent(
+                host=host,
+                port=port,
+                path=str(lmtp.socket) if lmtp.socket is not None else None,
+                tls=lmtp.tls,
+                ssl_context=client_context(lmtp.ca_file) if lmtp.tls != "none" else None,
+                server_hostname=lmtp.server_name or host,
+                lhlo_domain=lmtp.lhlo_domain,
+            )
+        return agents
+
     async def start(self) -> None:
-        """Recover the spool, start delivery and start accepting connections."""
+        """Start delivery (recovering leases from a crash) and start accepting connections."""
         assert self.queue is not None, "bind() first"
-        recovered = self.queue.recover()
+        assert self.store is not None
+        recovered = (await self.store.stats()).messages
+        # Body files of messages that never got their 250 (a crash between the file's
+        # rename and the store commit) are orphans.
+        if self.bodies is not None:
+            self.bodies.remove_orphans(await self.store.body_paths())
         self.queue.start()
         for listener in self.listeners:
             await listener.start()
@@ -210,6 +266,8 @@ class MailServer:
                 await self._watch_task
         if self.queue is not None:
             await self.queue.stop()
+        if self.store is not None:
+            await self.store.close()
         self.executor.shutdown(wait=True)
         log_event(ServerEvent.STOPPED)
 
@@ -217,3 +275,20 @@ class MailServer:
         """Where ``mailbox``'s Maildir lives (for the start-up hint and tests)."""
         local, _, domain = mailbox.lower().rpartition("@")
         return self.config.local.maildir_root / domain / local
+
+
+def _local_route(
+    recipients: LocalRecipients, config: Config, address: str
+) -> tuple[str, str] | None:
+    """Where a DSN to ``address`` goes: (mailbox, route) if local, else None (relay)."""
+    from ..policy.decision import Accept
+    from ..protocol.grammar import GrammarError, parse_mailbox
+
+    try:
+        parsed = parse_mailbox(address, utf8=True)
+    except GrammarError:
+        return None
+    decision = recipients.check_recipient(parsed)
+    if isinstance(decision, Accept) and decision.mailbox is not None:
+        return decision.mailbox, config.delivery.route_for(decision.mailbox)
+    return None

@@ -38,10 +38,15 @@ class Provenance:
 
 @dataclass(frozen=True, slots=True)
 class Recipient:
-    """One accepted recipient: the address as given, and the local mailbox it maps to."""
+    """One accepted recipient: the address as given, and the local mailbox it maps to.
+
+    ``notify`` and ``orcpt`` are the RFC 3461 DSN parameters of its RCPT command.
+    """
 
     address: Address
     mailbox: str
+    notify: tuple[str, ...] = ()
+    orcpt: str | None = None
 
 
 @dataclass(slots=True)
@@ -52,4 +57,6 @@ class Envelope:
     body: BodyType = BodyType.SEVEN_BIT
     smtputf8: bool = False
     declared_size: int | None = None
+    ret: str | None = None  # RFC 3461 RET=FULL|HDRS
+    envid: str | None = None  # RFC 3461 ENVID (decoded xtext)
     recipients: list[Recipient] = field(default_factory=list)

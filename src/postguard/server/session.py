@@ -100,6 +100,9 @@ class Session:
                 return replies.helo_response(self.ctx.hostname)
             case c.MailFrom():
                 self._drop_transaction()
+                if not self.ctx.intake.has_room(event.size or 0):
+                    # Postfix's queue_minfree: refuse before the client sends the content.
+                    return replies.R452_INSUFFICIENT_STORAGE
                 self.envelope = Envelope(
                     reverse_path=event.reverse_path,
                     body=event.body,
@@ -167,10 +170,11 @@ class Session:
             self._log_rejected(event.violation, "content")
             return event.violation
         submission = self._current_submission()
+        recipients = len(self.envelope.recipients) if self.envelope else 0
         self.submission = None
         self.envelope = None
         try:
-            spooled = await submission.commit()
+            queue_id = await submission.commit()
         except IntakeError as exc:
             self._log_rejected(exc.reply, exc.detail)
             return exc.reply
@@ -178,11 +182,11 @@ class Session:
         log_event(
             SmtpEvent.MESSAGE_ACCEPTED,
             session=self.session_id,
-            queue_id=spooled.entry.queue_id,
+            queue_id=queue_id,
             size=event.size,
-            recipients=len(spooled.entry.recipients),
+            recipients=recipients,
         )
-        return replies.queued(spooled.entry.queue_id)
+        return replies.queued(queue_id)
 
     # --------------------------------------------------------------- helpers
 

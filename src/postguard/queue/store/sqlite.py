@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import sqlite3
@@ -96,6 +97,24 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+def storage_error(exc: BaseException) -> BaseException:
+    """Translate SQLite's I/O failures into OSError, which intake maps to 452/451.
+
+    SQLITE_FULL becomes ENOSPC (→ 452 4.3.1); read-only and I/O errors become
+    EROFS/EIO (→ 451 4.3.0). Constraint errors (bugs) pass through unchanged.
+    """
+    if not isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError) or isinstance(
+        exc, sqlite3.IntegrityError
+    ):
+        return exc
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_FULL:
+        return OSError(errno.ENOSPC, f"queue database: {exc}")
+    if code == sqlite3.SQLITE_READONLY:
+        return OSError(errno.EROFS, f"queue database: {exc}")
+    return OSError(errno.EIO, f"queue database: {exc}")
+
+
 class _GroupWriter:
     """Runs write operations in one thread, many per transaction."""
 
@@ -122,7 +141,13 @@ class _GroupWriter:
             del self._pending[:MAX_BATCH_OPERATIONS]
             try:
                 results = await loop.run_in_executor(self._thread, self._apply, batch)
-            except BaseException as exc:  # the COMMIT itself failed: nobody's op is durable
+            except sqlite3.Error as exc:  # BEGIN/COMMIT failed: nobody's op is durable
+                error = storage_error(exc)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            except BaseException as exc:
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(
@@ -153,7 +178,7 @@ class _GroupWriter:
                 except Exception as exc:
                     db.execute("ROLLBACK TO op")
                     db.execute("RELEASE op")
-                    results.append((False, exc))
+                    results.append((False, storage_error(exc)))
                 else:
                     db.execute("RELEASE op")
                     results.append((True, value))
@@ -188,6 +213,7 @@ class SqliteQueueStore:
             db.close()
         self._writer = _GroupWriter(self.path)
         self._readers = threading.local()
+        self._reader_connections: list[sqlite3.Connection] = []
 
     @property
     def transactions(self) -> int:
@@ -284,6 +310,15 @@ class SqliteQueueStore:
         _unlink_bodies(deleted)
         return 1
 
+    async def body_paths(self) -> set[str]:
+        """Every body file a queued message references (to clean up orphans at start-up)."""
+        rows = await self._read(
+            lambda db: db.execute(
+                "SELECT body_path FROM messages WHERE body_path IS NOT NULL"
+            ).fetchall()
+        )
+        return {row[0] for row in rows}
+
     async def stats(self) -> QueueStats:
         def op(db: sqlite3.Connection) -> QueueStats:
             messages, held, oldest, size = db.execute(
@@ -299,6 +334,9 @@ class SqliteQueueStore:
 
     async def close(self) -> None:
         await self._writer.close()
+        for db in self._reader_connections:
+            db.close()
+        self._reader_connections.clear()
 
     async def _read(self, op: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
@@ -306,6 +344,7 @@ class SqliteQueueStore:
             if db is None:
                 db = connect(self.path)
                 self._readers.db = db
+                self._reader_connections.append(db)
             return op(db)
 
         return await asyncio.to_thread(run)
