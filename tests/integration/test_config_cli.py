@@ -107,14 +107,6 @@ def test_serve_with_a_bad_config_exits_78_in_one_line(tmp_path) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: only the privilege drop hides the dir")
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "server bug: started as root, serve drops to nobody and then crashes in "
-        "Spool.recover() with a PermissionError traceback (exit 1) when nobody cannot "
-        "traverse a parent of data_dir; expected one line naming the directory"
-    ),
-)
 def test_serve_as_root_with_an_unreachable_data_dir_fails_in_one_line(tmp_path) -> None:
     # pytest's tmp_path lies under a 0700 root-owned directory: "nobody" cannot enter it.
     data_dir = tmp_path / "data"

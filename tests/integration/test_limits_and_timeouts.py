@@ -143,14 +143,6 @@ async def test_too_many_protocol_errors_is_421_4_7_0_then_close(mail_server) -> 
         assert await dlg.is_closed()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "server bug: on implicit TLS the limiter runs in connection_made, which asyncio "
-        "calls only after the handshake, so connections still in the handshake (up to "
-        "30 s each) are not counted against max_connections_per_ip/max_connections"
-    ),
-)
 async def test_connections_in_the_tls_handshake_count_against_the_per_ip_limit(
     server_factory,
 ) -> None:

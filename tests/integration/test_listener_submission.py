@@ -56,14 +56,6 @@ async def test_commands_before_starttls_are_530_starttls_first(mail_server, comm
     await dlg.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "server bug: the engine's order check (503 5.5.1 'Need MAIL command first') runs "
-        "before the listener rule, so RCPT/DATA before STARTTLS get 503, not 530 "
-        "(RFC 3207 §4, policy/submission.py docstring)"
-    ),
-)
 @pytest.mark.parametrize("command", ["RCPT TO:<test@localhost>", "DATA"])
 async def test_rcpt_and_data_before_starttls_are_530_starttls_first(mail_server, command) -> None:
     dlg = await greet(mail_server.ports["submission"])

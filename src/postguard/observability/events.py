@@ -14,6 +14,7 @@ class SmtpEvent(Enum):
 
     CONNECTED = "smtp.connected"
     REJECTED_CONNECTION_LIMIT = "smtp.connection_limit"
+    ACCEPT_FAILED = "smtp.accept_failed"
     COMMAND = "smtp.command"
     PROTOCOL_ERROR = "smtp.protocol_error"
     STARTTLS_INJECTION = "smtp.starttls_injection"

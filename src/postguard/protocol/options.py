@@ -21,6 +21,8 @@ class ServerOptions:
         max_message_size: SIZE limit in octets (RFC 1870); None for no limit.
         max_recipients: accepted RCPTs per transaction; more get 452 4.5.3.
         starttls: offer STARTTLS while the connection is not yet under TLS.
+        require_tls: before TLS, refuse every command but EHLO, HELO, NOOP, RSET,
+            QUIT and STARTTLS with 530 5.7.0 (RFC 3207 §4; submission listeners).
         implicit_tls: the connection is under TLS from the first byte (RFC 8314).
         auth: AUTH is offered on this connection (enables MAIL's AUTH= parameter).
         chunking: offer CHUNKING/BDAT (RFC 3030).
@@ -32,6 +34,7 @@ class ServerOptions:
     max_message_size: int | None = 50 * 1024 * 1024
     max_recipients: int = DEFAULT_MAX_RECIPIENTS
     starttls: bool = True
+    require_tls: bool = False
     implicit_tls: bool = False
     auth: bool = False
     chunking: bool = True

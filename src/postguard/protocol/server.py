@@ -44,6 +44,7 @@ from .state import EXPECTED_POSITIVE, State, is_allowed, next_state
 
 _MAX_BDAT_SIZE_DIGITS = 20  # 2**64 has 20 digits; anything longer is nonsense
 _UNIMPLEMENTED_VERBS = frozenset({"TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML"})
+_ALLOWED_BEFORE_TLS = frozenset({"EHLO", "HELO", "NOOP", "RSET", "QUIT", "STARTTLS"})
 
 
 class Sentinel(Enum):
@@ -220,6 +221,15 @@ class ServerConnection:
         if len(item.text) + 2 > MAX_COMMAND_LINE_OCTETS and verb not in ("MAIL", "RCPT"):
             raise self._violation(replies.R500_LINE_TOO_LONG, f"{verb} line too long")
         handler = _VERBS.get(verb)
+        if (
+            self.options.require_tls
+            and not self.tls_active
+            and handler is not None
+            and verb not in _ALLOWED_BEFORE_TLS
+        ):
+            # RFC 3207 §4: a server that requires TLS answers 530 to anything else,
+            # before judging order or syntax (which would leak nothing, but confuse).
+            raise self._violation(replies.R530_STARTTLS_FIRST, f"{verb} before STARTTLS")
         if handler is None:
             if verb in _UNIMPLEMENTED_VERBS:
                 raise self._violation(replies.R502_NOT_IMPLEMENTED, f"{verb} not implemented")

@@ -144,6 +144,7 @@ class MailServer:
                 max_message_size=limits.max_message_size,
                 max_recipients=limits.max_recipients,
                 starttls=not rules.implicit_tls,
+                require_tls=rules.starttls_required,
                 implicit_tls=rules.implicit_tls,
             )
             ctx = SessionContext(

@@ -92,8 +92,8 @@ class Connection:
         """Serve the connection until QUIT, EOF, an error or shutdown."""
         sid = self.session.session_id
         try:
-            if self.session.tls is None and self.engine.tls_active:
-                self._note_tls()
+            if self.engine.options.implicit_tls:
+                self._note_tls()  # the listener completed the handshake before we started
             self._write(self.engine.send(replies.greeting(self.session.ctx.hostname)))
             await self._loop()
         except Interrupted:

@@ -5,8 +5,13 @@ later, after privileges are dropped (``server/privileges.py``). Each accepted
 connection gets a session id, passes the connection limiter (421 4.7.0 when
 over), and runs as its own task.
 
-Implicit TLS (``submissions``, RFC 8314) is asyncio's server-side TLS: a
-plaintext client never completes the handshake and never sees a greeting.
+Implicit TLS (``submissions``, RFC 8314): our own accept loop takes the TCP
+connection, counts it against the limits, and only then hands the socket to
+the event loop's TLS layer (``connect_accepted_socket``), so a connection still
+in its handshake holds a slot; a plaintext client never completes the
+handshake and never sees a greeting. (Pausing reads in ``connection_made`` and
+calling ``start_tls`` later does not work: uvloop delivers the ClientHello
+to the protocol anyway.)
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..net.streams import DEFAULT_HANDSHAKE_TIMEOUT, SmtpStream
-from ..observability.events import SmtpEvent
+from ..observability.events import SmtpEvent, TlsEvent
 from ..observability.logging import log_event
 from ..protocol import replies
 from ..protocol.server import ServerConnection
@@ -95,6 +100,8 @@ class Listener:
         self.server_name_of = server_name_of
         self.connections: set[Connection] = set()
         self._servers: list[asyncio.Server] = []
+        self._accept_tasks: list[asyncio.Task[None]] = []
+        self._handshakes: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -108,21 +115,63 @@ class Listener:
     async def start(self) -> None:
         """Start accepting connections on the bound sockets."""
         loop = asyncio.get_running_loop()
-        implicit = self.ctx.rules.implicit_tls
         for sock in self.sockets:
+            if self.ctx.rules.implicit_tls:
+                self._accept_tasks.append(loop.create_task(self._accept_tls(sock)))
+                continue
             server = await loop.create_server(
-                lambda: SmtpStream(self._accepted),
-                sock=sock,
-                ssl=self.tls_context if implicit else None,
-                ssl_handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT if implicit else None,
-                backlog=LISTEN_BACKLOG,
+                lambda: SmtpStream(self._accepted), sock=sock, backlog=LISTEN_BACKLOG
             )
             self._servers.append(server)
+
+    async def _accept_tls(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, addr = await loop.sock_accept(sock)
+            except OSError as exc:  # EMFILE and friends: back off briefly, keep serving
+                log_event(
+                    SmtpEvent.ACCEPT_FAILED, logging.ERROR, listener=self.name, error=str(exc)
+                )
+                await asyncio.sleep(0.1)
+                continue
+            ip = str(addr[0])
+            if not self._admit(ip):
+                conn.close()  # no plaintext 421 possible before the TLS handshake
+                continue
+            task = loop.create_task(self._handshake(conn, ip))
+            self._handshakes.add(task)
+            task.add_done_callback(self._handshakes.discard)
+
+    async def _handshake(self, conn: socket.socket, ip: str) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(
+                lambda: SmtpStream(lambda s: self._start_session(s, ip)),
+                conn,
+                ssl=self.tls_context,
+                ssl_handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT,
+            )
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
+            self.limiter.release(ip)
+            conn.close()
+            log_event(
+                TlsEvent.HANDSHAKE_FAILED,
+                logging.INFO,
+                listener=self.name,
+                client=ip,
+                error=type(exc).__name__,
+            )
 
     def stop_accepting(self) -> None:
         """Close the listening sockets; live connections continue."""
         for server in self._servers:
             server.close()
+        for task in self._accept_tasks + list(self._handshakes):
+            task.cancel()
+        if self._accept_tasks:
+            for sock in self.sockets:
+                sock.close()
 
     def request_shutdown(self) -> None:
         """Ask every connection to finish (421 when idle or after its transaction)."""
@@ -144,21 +193,28 @@ class Listener:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
 
+    def _admit(self, ip: str) -> bool:
+        if self.limiter.try_acquire(ip):
+            return True
+        log_event(
+            SmtpEvent.REJECTED_CONNECTION_LIMIT, logging.WARNING, listener=self.name, client=ip
+        )
+        return False
+
     def _accepted(self, stream: SmtpStream) -> None:
         peer = stream.get_extra_info("peername") or ("?", 0)
-        ip, port = str(peer[0]), int(peer[1])
-        session_id = secrets.token_hex(6)
-        if not self.limiter.try_acquire(ip):
-            log_event(
-                SmtpEvent.REJECTED_CONNECTION_LIMIT,
-                logging.WARNING,
-                session=session_id,
-                listener=self.name,
-                client=ip,
-            )
+        ip = str(peer[0])
+        if not self._admit(ip):
             stream.write(replies.R421_TOO_MANY_CONNECTIONS.render())
             stream.close()
             return
+        self._start_session(stream, ip)
+
+    def _start_session(self, stream: SmtpStream, ip: str) -> None:
+        """Run a session on an admitted connection (its limiter slot is taken)."""
+        peer = stream.get_extra_info("peername") or (ip, 0)
+        port = int(peer[1])
+        session_id = secrets.token_hex(6)
         log_event(SmtpEvent.CONNECTED, session=session_id, listener=self.name, client=ip, port=port)
         engine = ServerConnection(self.ctx.options)
         session = Session(self.ctx, engine, session_id=session_id, client_ip=ip, client_port=port)

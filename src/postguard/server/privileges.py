@@ -53,6 +53,11 @@ def drop_privileges(
         raise PrivilegeError(f"cannot switch to user {name!r}: {exc}") from None
     if os.getuid() == 0 or os.geteuid() == 0:
         raise PrivilegeError("privileges were not dropped")
+    if not os.access(data_dir, os.R_OK | os.W_OK | os.X_OK):
+        raise PrivilegeError(
+            f"user {name!r} cannot use the data directory {data_dir} "
+            "(it, or one of its parent directories, is not accessible to that user)"
+        )
     return name
 
 
