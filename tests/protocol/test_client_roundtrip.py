@@ -241,7 +241,7 @@ def test_auth_with_initial_response() -> None:
     [done] = pair.send(ev.Auth("PLAIN", "AGFsaWNlAHNlY3JldA=="))
     assert done.reply.code == 235 and pair.client.authenticated
     auth = pair.server.transcript.of_type(c.Auth)[0]
-    assert isinstance(auth, c.Auth) and auth.initial_response == "AGFsaWNlAHNlY3JldA=="
+    assert isinstance(auth, c.Auth) and auth.initial_response == b"\x00alice\x00secret"
 
 
 def test_smtputf8_addresses_round_trip() -> None:

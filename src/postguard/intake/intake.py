@@ -94,7 +94,7 @@ class Submission:
                     NewRecipient(
                         address=str(r.address),
                         mailbox=r.mailbox,
-                        route=intake.route_for(r.mailbox),
+                        route=r.route or intake.route_for(r.mailbox),
                         notify=r.notify,
                         orcpt=r.orcpt,
                     )

@@ -27,6 +27,17 @@ class SmtpEvent(Enum):
     SESSION_CRASHED = "smtp.session_crashed"
 
 
+class AuthEvent(Enum):
+    """SMTP AUTH events (never with a password, token or SASL payload)."""
+
+    SUCCEEDED = "auth.succeeded"
+    FAILED = "auth.failed"
+    BLOCKED = "auth.blocked"
+    SENDER_REFUSED = "auth.sender_refused"
+    ACCOUNTS_RELOADED = "auth.accounts_reloaded"
+    ACCOUNTS_WARNING = "auth.accounts_warning"
+
+
 class TlsEvent(Enum):
     """TLS events."""
 

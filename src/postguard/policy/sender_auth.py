@@ -13,10 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..protocol.grammar import Address
-from ..protocol.replies import Reply
+from ..protocol.replies import R553_SENDER_NOT_OWNED
 from .decision import Accept, Decision, Reject
-
-R553_SENDER_NOT_OWNED = Reply.of(553, "5.7.1", "Sender address not owned by authenticated user")
 
 
 def may_send_as(owned: Iterable[str], address: Address) -> bool:

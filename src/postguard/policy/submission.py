@@ -31,6 +31,8 @@ class ListenerRules:
         starttls_required: nothing but the always-allowed commands before TLS.
         mail_requires_tls: MAIL before TLS is refused (mx with tls = "required").
         auth_required: MAIL before successful AUTH is refused.
+        auth_offered: AUTH is advertised and accepted on this listener.
+        auth_requires_tls: AUTH only under TLS (538 5.7.11 otherwise).
     """
 
     name: str
@@ -38,6 +40,8 @@ class ListenerRules:
     starttls_required: bool = False
     mail_requires_tls: bool = False
     auth_required: bool = False
+    auth_offered: bool = False
+    auth_requires_tls: bool = True
 
 
 def check_command(

@@ -126,10 +126,21 @@ class StartTls(Command):
 
 @dataclass(frozen=True, slots=True)
 class Auth(Command):
-    """AUTH mechanism [initial-response] (RFC 4954). The response is never logged."""
+    """AUTH mechanism [initial-response] (RFC 4954 §4).
+
+    ``initial_response`` is the decoded initial response: None when none was
+    given, b"" for "=". It is never logged or shown in repr.
+    """
 
     mechanism: str
-    initial_response: str | None = field(default=None, repr=False)
+    initial_response: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResponse(Command):
+    """A client's base64-decoded response to a 334 challenge (RFC 4954 §4). Never logged."""
+
+    data: bytes = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)

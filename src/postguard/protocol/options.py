@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .receivers import MAX_EXTENDED_COMMAND_LINE_OCTETS
+from .receivers import MAX_AUTH_LINE_OCTETS
 
 DEFAULT_MAX_RECIPIENTS = 100  # RFC 5321 §4.5.3.1.8: servers must accept at least 100
 
@@ -28,7 +28,8 @@ class ServerOptions:
         chunking: offer CHUNKING/BDAT (RFC 3030).
         binarymime: offer BINARYMIME (RFC 3030; needs chunking).
         smtputf8: offer SMTPUTF8 (RFC 6531).
-        max_command_line: framing limit for command lines, in octets.
+        max_command_line: framing limit for any line (the AUTH limit); per-verb
+            limits are checked after framing.
     """
 
     max_message_size: int | None = 50 * 1024 * 1024
@@ -40,4 +41,4 @@ class ServerOptions:
     chunking: bool = True
     binarymime: bool = True
     smtputf8: bool = True
-    max_command_line: int = MAX_EXTENDED_COMMAND_LINE_OCTETS
+    max_command_line: int = MAX_AUTH_LINE_OCTETS

@@ -44,6 +44,8 @@ MAX_COMMAND_LINE_OCTETS = 512  # RFC 5321 §4.5.3.1.4, including CRLF
 # ORCPT (+500), ENVID (+100), NOTIFY/RET (+40), REQUIRETLS (+11). 512 + 1203 rounds up
 # to Postfix's line_length_limit of 2048.
 MAX_EXTENDED_COMMAND_LINE_OCTETS = 2048
+# RFC 4954 §4: AUTH command lines and SASL responses may be up to 12288 octets.
+MAX_AUTH_LINE_OCTETS = 12288
 MAX_TEXT_LINE_OCTETS = 1000  # RFC 5321 §4.5.3.1.6, including CRLF
 _MAX_TEXT_LINE_CONTENT = MAX_TEXT_LINE_OCTETS - 2
 _END_OF_DATA = b"\r\n.\r\n"  # RFC 5321 §4.1.1.4: the only end of DATA

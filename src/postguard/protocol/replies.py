@@ -13,9 +13,12 @@ Must not: do I/O, or know which state a reply is legal in (that is ``state.py``)
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 
-_MAX_REPLY_LINE_TEXT = 400  # RFC 5321 §4.5.3.1.5: reply line ≤ 512 octets incl. code and CRLF
+# RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets: 3 (code) + 1 (SP or -) + text + 2
+# (CRLF) leaves 506 for the text, enhanced code included.
+_MAX_REPLY_LINE_TEXT = 506
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,11 @@ def helo_response(hostname: str) -> Reply:
     return Reply.of(250, None, hostname)
 
 
+def auth_challenge(data: bytes) -> Reply:
+    """334 with a base64 challenge (RFC 4954 §4; no enhanced code for 3xx)."""
+    return Reply.of(334, None, base64.b64encode(data).decode("ascii"))
+
+
 def queued(queue_id: str) -> Reply:
     """250 after a message is on stable storage."""
     return Reply.of(250, "2.0.0", f"OK: queued as {queue_id}")
@@ -119,6 +127,7 @@ R214_HELP = Reply.of(
 )
 R220_READY_TO_START_TLS = Reply.of(220, "2.0.0", "Ready to start TLS")
 R221_BYE = Reply.of(221, "2.0.0", "Bye")
+R235_AUTHENTICATED = Reply.of(235, "2.7.0", "Authentication successful")  # RFC 4954 §6
 R250_OK = Reply.of(250, "2.0.0", "OK")
 R250_SENDER_OK = Reply.of(250, "2.1.0", "Sender OK")
 R250_RECIPIENT_OK = Reply.of(250, "2.1.5", "Recipient OK")
@@ -136,6 +145,8 @@ R451_LOCAL_ERROR = Reply.of(451, "4.3.0", "Local error in processing, try again 
 R452_INSUFFICIENT_STORAGE = Reply.of(452, "4.3.1", "Insufficient system storage")
 R452_TOO_MANY_RECIPIENTS = Reply.of(452, "4.5.3", "Too many recipients")
 R454_TLS_UNAVAILABLE = Reply.of(454, "4.7.0", "TLS not available due to temporary reason")
+R454_AUTH_TEMPORARY = Reply.of(454, "4.7.0", "Temporary authentication failure")  # RFC 4954 §6
+R421_AUTH_BLOCKED = Reply.of(421, "4.7.0", "Too many failed authentications, try again later")
 # 5xx
 R500_LINE_TOO_LONG = Reply.of(500, "5.5.0", "Line too long")
 R500_UNRECOGNIZED = Reply.of(500, "5.5.2", "Command unrecognized")
@@ -150,6 +161,9 @@ R501_BAD_EHLO = Reply.of(501, "5.5.4", "Syntax error, EHLO/HELO requires a domai
 R501_BAD_SENDER = Reply.of(501, "5.1.7", "Bad sender address syntax")
 R501_BAD_RECIPIENT = Reply.of(501, "5.1.3", "Bad recipient address syntax")
 R501_BAD_PARAMETER = Reply.of(501, "5.5.4", "Invalid parameter syntax")
+R501_AUTH_CANCELLED = Reply.of(501, "5.0.0", "Authentication cancelled")  # RFC 4954 §4
+R501_BAD_BASE64 = Reply.of(501, "5.5.2", "Invalid base64 data")  # RFC 4954 §4
+R500_AUTH_LINE_TOO_LONG = Reply.of(500, "5.5.6", "Authentication exchange line is too long")
 R502_NOT_IMPLEMENTED = Reply.of(502, "5.5.1", "Command not implemented")
 R503_BAD_SEQUENCE = Reply.of(503, "5.5.1", "Bad sequence of commands")
 R503_EHLO_FIRST = Reply.of(503, "5.5.1", "Send EHLO or HELO first")
@@ -160,6 +174,10 @@ R503_TLS_ALREADY_ACTIVE = Reply.of(503, "5.5.1", "TLS already active")
 R503_BINARYMIME_NEEDS_BDAT = Reply.of(503, "5.5.1", "BODY=BINARYMIME requires BDAT")
 R503_MIXED_DATA_AND_BDAT = Reply.of(503, "5.5.1", "DATA not allowed in a BDAT transaction")
 R504_UNSUPPORTED_PARAMETER = Reply.of(504, "5.5.4", "Unsupported parameter value")
+R504_UNKNOWN_MECHANISM = Reply.of(504, "5.5.4", "Unrecognized authentication type")
+R503_ALREADY_AUTHENTICATED = Reply.of(503, "5.5.1", "Already authenticated")
+R534_MECHANISM_TOO_WEAK = Reply.of(534, "5.7.9", "Authentication mechanism is too weak")
+R535_AUTH_FAILED = Reply.of(535, "5.7.8", "Authentication credentials invalid")
 R530_STARTTLS_FIRST = Reply.of(530, "5.7.0", "Must issue a STARTTLS command first")
 R530_AUTH_REQUIRED = Reply.of(530, "5.7.0", "Authentication required")
 R538_ENCRYPTION_REQUIRED = Reply.of(
@@ -169,6 +187,7 @@ R550_NO_SUCH_USER = Reply.of(550, "5.1.1", "No such user here")
 R550_RELAY_DENIED = Reply.of(550, "5.7.1", "Relay access denied")
 R552_TOO_BIG = Reply.of(552, "5.3.4", "Message size exceeds fixed maximum message size")
 R553_NON_ASCII_ADDRESS = Reply.of(553, "5.6.7", "Non-ASCII address requires SMTPUTF8")
+R553_SENDER_NOT_OWNED = Reply.of(553, "5.7.1", "Sender address not owned by authenticated user")
 R554_NO_VALID_RECIPIENTS = Reply.of(554, "5.5.1", "No valid recipients")
 R554_TLS_INJECTION = Reply.of(554, "5.7.0", "Commands sent before TLS handshake were discarded")
 R555_UNRECOGNIZED_PARAMETER = Reply.of(555, "5.5.4", "Unsupported MAIL/RCPT parameter")

@@ -26,6 +26,7 @@ Must not: do I/O, read clocks, log, or know listener policy.
 
 from __future__ import annotations
 
+import binascii
 from enum import Enum
 
 from . import commands as c
@@ -33,11 +34,14 @@ from . import grammar, replies
 from .errors import LocalProtocolError, RemoteProtocolError
 from .options import ServerOptions
 from .receivers import (
+    MAX_AUTH_LINE_OCTETS,
     MAX_COMMAND_LINE_OCTETS,
+    MAX_EXTENDED_COMMAND_LINE_OCTETS,
     BadLine,
     BdatReceiver,
     CommandLineReceiver,
     DataReceiver,
+    Line,
 )
 from .replies import Reply
 from .state import EXPECTED_POSITIVE, State, is_allowed, next_state
@@ -45,6 +49,15 @@ from .state import EXPECTED_POSITIVE, State, is_allowed, next_state
 _MAX_BDAT_SIZE_DIGITS = 20  # 2**64 has 20 digits; anything longer is nonsense
 _UNIMPLEMENTED_VERBS = frozenset({"TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML"})
 _ALLOWED_BEFORE_TLS = frozenset({"EHLO", "HELO", "NOOP", "RSET", "QUIT", "STARTTLS"})
+
+
+def _line_limit(verb: str) -> int:
+    """Octets a command line may have, CRLF included (RFC 5321 §4.5.3.1.4, RFC 4954 §4)."""
+    if verb == "AUTH":
+        return MAX_AUTH_LINE_OCTETS
+    if verb in ("MAIL", "RCPT"):
+        return MAX_EXTENDED_COMMAND_LINE_OCTETS
+    return MAX_COMMAND_LINE_OCTETS
 
 
 class Sentinel(Enum):
@@ -86,6 +99,7 @@ class ServerConnection:
         self.ehlo_domain: str | None = None
         self.esmtp = False
         self.mail_from: c.MailFrom | None = None
+        self.authenticated = False
         self.rcpt_count = 0
         self.discarded_after_starttls = 0
         self._buf = bytearray()
@@ -193,6 +207,7 @@ class ServerConnection:
         self.state = State.NEED_EHLO
         self.ehlo_domain = None
         self.esmtp = False
+        self.authenticated = False  # RFC 3207 §4.2: forget everything from before TLS
         self._reset_transaction()
 
     # -------------------------------------------------------- command parsing
@@ -204,6 +219,8 @@ class ServerConnection:
                 self.state = State.CLOSED
                 return c.ConnectionClosed()
             return NEED_DATA
+        if self.state is State.AUTH:
+            return self._sasl_response(item)
         if isinstance(item, BadLine):
             raise self._violation(item.reply, item.detail)
         try:
@@ -218,7 +235,7 @@ class ServerConnection:
             # front of us and we must agree on which command this is.
             raise self._violation(replies.R500_UNRECOGNIZED, "non-ASCII command verb")
         verb = verb.upper()
-        if len(item.text) + 2 > MAX_COMMAND_LINE_OCTETS and verb not in ("MAIL", "RCPT"):
+        if len(item.text) + 2 > _line_limit(verb):
             raise self._violation(replies.R500_LINE_TOO_LONG, f"{verb} line too long")
         handler = _VERBS.get(verb)
         if (
@@ -510,8 +527,42 @@ class ServerConnection:
         mechanism, _, initial = arg.strip(" ").partition(" ")
         if not mechanism or not mechanism.isascii():  # RFC 4422 §3.1: ASCII names
             raise self._violation(replies.R501_SYNTAX, "AUTH without a valid mechanism")
+        if self.authenticated:
+            # RFC 4954 §4: after a successful AUTH, no more AUTH commands.
+            raise self._violation(replies.R503_ALREADY_AUTHENTICATED, "second AUTH")
         self._allowed(c.Auth, replies.R503_BAD_SEQUENCE)
-        return self._expect_reply(c.Auth(mechanism.upper(), initial or None))
+        response: bytes | None = None
+        if initial:
+            response = self._decode_sasl(initial.strip(" "))
+        return self._expect_reply(c.Auth(mechanism.upper(), response))
+
+    def _sasl_response(self, item: Line | BadLine) -> c.Command:
+        """A line inside an AUTH exchange (RFC 4954 §4): base64, or "*" to cancel."""
+        if isinstance(item, BadLine):
+            self.state = State.READY
+            reply = replies.R500_AUTH_LINE_TOO_LONG
+            if item.reply is not replies.R500_LINE_TOO_LONG:
+                reply = item.reply
+            raise self._violation(reply, f"SASL response: {item.detail}")
+        if item.text == b"*":
+            self.state = State.READY
+            raise self._violation(replies.R501_AUTH_CANCELLED, "client cancelled AUTH")
+        try:
+            text = item.text.decode("ascii")
+        except UnicodeDecodeError:
+            self.state = State.READY
+            raise self._violation(replies.R501_BAD_BASE64, "SASL response not ASCII") from None
+        return self._expect_reply(c.AuthResponse(self._decode_sasl(text)))
+
+    def _decode_sasl(self, text: str) -> bytes:
+        """Decode a base64 SASL payload; "=" is the empty response (RFC 4954 §4)."""
+        if text == "=":
+            return b""
+        try:
+            return binascii.a2b_base64(text.encode("ascii"), strict_mode=True)
+        except (binascii.Error, UnicodeEncodeError):
+            self.state = State.READY
+            raise self._violation(replies.R501_BAD_BASE64, "invalid base64") from None
 
     # ---------------------------------------------------------------- replies
 
@@ -549,6 +600,8 @@ class ServerConnection:
                     self.state, self._bdat_resume_state = self._bdat_resume_state, None
                 if self.state is not State.BDAT_WAIT:
                     self._reset_transaction()
+            case c.Auth() | c.AuthResponse() if reply.code == 235:
+                self.authenticated = True
             case c.StartTls() if reply.code == 220:
                 # SECURITY: CVE-2011-0411: whatever the client pipelined after STARTTLS
                 # was sent in plaintext and must never be read as if it came under TLS.

@@ -13,6 +13,7 @@ a reader can check the whole protocol order in one place.
     MAIL ──RCPT 250──▶ RCPT ──DATA 354──▶ DATA ──end of data──▶ READY
     RCPT/MAIL ──BDAT──▶ BDAT ──chunk──▶ BDAT_WAIT ──BDAT LAST──▶ READY
     NEED_EHLO/READY ──STARTTLS 220──▶ TLS_PENDING ──tls_established()──▶ NEED_EHLO
+    READY ──AUTH 334──▶ AUTH ──response 334──▶ AUTH ──235 or error──▶ READY
     any ──421 or QUIT 221──▶ CLOSED; fatal violation ──▶ ERROR
 
 Must not: parse bytes, or know whether we are a server or a client beyond the
@@ -37,6 +38,7 @@ class State(Enum):
     DATA = auto()  # receiving DATA content
     BDAT = auto()  # receiving a BDAT chunk
     BDAT_WAIT = auto()  # between BDAT chunks of one transaction
+    AUTH = auto()  # a SASL exchange: 334 sent, waiting for the client's response line
     TLS_PENDING = auto()  # 220 sent to STARTTLS; waiting for the handshake
     CLOSED = auto()
     ERROR = auto()
@@ -64,6 +66,7 @@ _ALLOWED: dict[type[c.Command], frozenset[State]] = {
     c.StartTls: frozenset({State.NEED_EHLO, State.READY}),
     # RFC 4954 §4: AUTH is not permitted during a mail transaction.
     c.Auth: frozenset({State.READY}),
+    c.AuthResponse: frozenset({State.AUTH}),
 }
 
 # (command, positive reply) -> next state. A negative reply leaves the state alone,
@@ -81,11 +84,13 @@ _ON_POSITIVE: dict[type[c.Command], State | None] = {
     c.Help: None,
     c.Quit: State.CLOSED,
     c.StartTls: State.TLS_PENDING,
-    c.Auth: None,
+    c.Auth: None,  # 235: authenticated, still READY; 334: see next_state
+    c.AuthResponse: State.READY,
     c.EndOfChunk: State.BDAT_WAIT,
     c.EndOfMessage: State.READY,
 }
 _ON_NEGATIVE: dict[type[c.Command], State] = {
+    c.AuthResponse: State.READY,  # RFC 4954 §4: a failed exchange ends the AUTH command
     c.EndOfMessage: State.READY,  # a refused message ends the transaction
     c.EndOfChunk: State.READY,  # RFC 3030 §2: a refused chunk fails the transaction
 }
@@ -97,7 +102,8 @@ EXPECTED_POSITIVE: dict[type[c.Command], frozenset[int]] = {
     c.Quit: frozenset({221}),
     c.Vrfy: frozenset({250, 251, 252}),
     c.Help: frozenset({211, 214}),
-    c.Auth: frozenset({235}),
+    c.Auth: frozenset({235, 334}),
+    c.AuthResponse: frozenset({235, 334}),
 }
 
 
@@ -120,6 +126,8 @@ def next_state(state: State, command: type[c.Command], code: int, *, greeted: bo
     positive = code in EXPECTED_POSITIVE.get(command, frozenset(range(200, 300)))
     if command is c.Rset and positive:
         return State.READY if greeted else State.NEED_EHLO
+    if code == 334 and command in (c.Auth, c.AuthResponse):
+        return State.AUTH  # a challenge: the next line is a SASL response
     if positive:
         target = _ON_POSITIVE.get(command)
         return state if target is None else target

@@ -16,48 +16,78 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import signal
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ..accounts.file_store import FileCredentialStore
+from ..accounts.oauth import build_validator
 from ..config.schema import Config, ListenerSettings, TlsMode
 from ..config.weakenings import find_weakenings
 from ..delivery.base import DeliveryAgent
 from ..delivery.lmtp import LmtpAgent
 from ..delivery.maildir import MaildirAgent
 from ..intake.intake import Intake
-from ..observability.events import ServerEvent, TlsEvent
+from ..observability.events import AuthEvent, ServerEvent, TlsEvent
 from ..observability.logging import log_event
+from ..policy.auth_throttle import AuthThrottle, ThrottleSettings
 from ..policy.relay import LocalRecipients
 from ..policy.submission import ListenerRules
 from ..protocol.options import ServerOptions
 from ..queue.bodies import BodyFiles
+from ..queue.fsync import write_file_durably
 from ..queue.manager import ManagerSettings, QueueManager
 from ..queue.schedule import RetrySchedule
 from ..queue.store.sqlite import SqliteQueueStore
 from ..tls.certstore import CertificatePair, CertificateStore, server_name_of
 from ..tls.contexts import client_context
 from ..tls.devcerts import DevCertificates, ensure_dev_certificates
+from .authenticator import AuthSettings
 from .connection import Timeouts
 from .limits import ConnectionLimiter
 from .listeners import Listener, bind_socket
 from .session import SessionContext
 
 IO_THREADS = 16  # fsync-bound work; several in flight let the disk batch them
+MOCK_SEED_OCTETS = 32
 
 
 def listener_rules(settings: ListenerSettings) -> ListenerRules:
     """The security rules of a configured listener."""
     if settings.name == "mx":
-        return ListenerRules(name="mx", mail_requires_tls=settings.tls is TlsMode.REQUIRED)
+        return ListenerRules(
+            name="mx",
+            mail_requires_tls=settings.tls is TlsMode.REQUIRED,
+            auth_offered=settings.auth,
+        )
     plaintext_ok = settings.allow_plaintext
     return ListenerRules(
         name=settings.name,
         implicit_tls=settings.tls is TlsMode.IMPLICIT,
         starttls_required=not plaintext_ok,
         auth_required=True,
+        auth_offered=True,
+        auth_requires_tls=not plaintext_ok,
     )
+
+
+def load_mock_seed(path: Path) -> bytes:
+    """The persistent secret behind SCRAM's unknown-user answers (created on first start).
+
+    It must survive restarts: otherwise an attacker could tell unknown users by
+    their salt changing between two connections across a restart.
+    """
+    try:
+        seed = path.read_bytes()
+        if len(seed) >= MOCK_SEED_OCTETS:
+            return seed
+    except FileNotFoundError:
+        pass
+    seed = secrets.token_bytes(MOCK_SEED_OCTETS)
+    write_file_durably(path, seed)
+    return seed
 
 
 class MailServer:
@@ -75,6 +105,8 @@ class MailServer:
         self.queue: QueueManager | None = None
         self._stopping = asyncio.Event()
         self._watch_task: asyncio.Task[None] | None = None
+        self._accounts_task: asyncio.Task[None] | None = None
+        self.auth: AuthSettings | None = None
 
     def _load_certificates(self) -> CertificateStore:
         tls = self.config.tls
@@ -102,6 +134,7 @@ class MailServer:
         self.bodies = bodies
         local = config.local
         recipients = LocalRecipients(local.domains, local.mailboxes, local.aliases)
+        self.auth = self._auth_settings()
         q = config.queue
         self.queue = QueueManager(
             self.store,
@@ -154,6 +187,7 @@ class MailServer:
                 recipients=recipients,
                 intake=intake,
                 tls_available=True,
+                auth=self.auth,
             )
             sockets: list[socket.socket] = []
             try:
@@ -186,6 +220,46 @@ class MailServer:
         """Log every security-weakening setting in force, as a WARNING."""
         for weakening in find_weakenings(self.config):
             log_event(ServerEvent.WEAKENING, logging.WARNING, setting=str(weakening))
+
+    def _auth_settings(self) -> AuthSettings:
+        auth = self.config.auth
+        self.accounts = FileCredentialStore(auth.accounts_file)
+        for warning in self.accounts.warnings():
+            log_event(AuthEvent.ACCOUNTS_WARNING, logging.WARNING, warning=warning)
+        validator = None
+        if auth.oauth is not None:
+            o = auth.oauth
+            validator = build_validator(
+                jwks_file=o.jwks_file,
+                jwks_url=o.jwks_url,
+                issuer=o.issuer,
+                audience=o.audience,
+                algorithms=o.algorithms,
+                identity_claim=o.identity_claim,
+                introspection_url=o.introspection_url,
+                introspection_client_id=o.introspection_client_id,
+                introspection_client_secret_file=o.introspection_client_secret_file,
+                cache_ttl=o.cache_ttl,
+                allow_insecure_jwks_url=o.allow_insecure_jwks_url,
+            )
+        throttle = AuthThrottle(
+            ThrottleSettings(
+                max_failures_per_ip=auth.max_failures_per_ip,
+                max_failures_per_account=auth.max_failures_per_account,
+                window=auth.failure_window,
+                lockout=auth.lockout,
+                base_delay=auth.base_delay,
+                max_delay=auth.max_delay,
+            )
+        )
+        return AuthSettings(
+            hostname=self.config.server.hostname,
+            enabled=auth.mechanisms,
+            store=self.accounts,
+            throttle=throttle,
+            mock_seed=load_mock_seed(self.data_dir / "auth-mock-seed"),
+            validator=validator,
+        )
 
     def _delivery_agents(self) -> dict[str, DeliveryAgent]:
         agents: dict[str, DeliveryAgent] = {"maildir": MaildirAgent(self.config.local.maildir_root)}
@@ -221,9 +295,10 @@ class MailServer:
                     listener=listener.name,
                     address=address.url(listener.ctx.rules.implicit_tls),
                 )
-        self._watch_task = asyncio.get_running_loop().create_task(
-            self.certificates.watch(self.config.tls.watch_interval)
-        )
+        loop = asyncio.get_running_loop()
+        interval = self.config.tls.watch_interval
+        self._watch_task = loop.create_task(self.certificates.watch(interval))
+        self._accounts_task = loop.create_task(self.accounts.watch(interval))
         log_event(ServerEvent.STARTED, recovered=recovered)
 
     def reload_certificates(self) -> bool:
@@ -261,10 +336,13 @@ class MailServer:
         for listener in self.listeners:
             listener.request_shutdown()
         await asyncio.gather(*(lst.wait_closed(grace) for lst in self.listeners))
-        if self._watch_task is not None:
-            self._watch_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch_task
+        for task in (self._watch_task, self._accounts_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.auth is not None and self.auth.validator is not None:
+            await self.auth.validator.aclose()
         if self.queue is not None:
             await self.queue.stop()
         if self.store is not None:

@@ -47,6 +47,7 @@ class Recipient:
     mailbox: str
     notify: tuple[str, ...] = ()
     orcpt: str | None = None
+    route: str | None = None  # None: the configured route for the mailbox
 
 
 @dataclass(slots=True)

@@ -14,10 +14,11 @@ import logging
 from dataclasses import dataclass
 
 from ..intake.intake import Intake, IntakeError, Submission
-from ..observability.events import SmtpEvent
+from ..observability.events import AuthEvent, SmtpEvent
 from ..observability.logging import log_event
-from ..policy.decision import Accept
+from ..policy.decision import Accept, Reject
 from ..policy.relay import LocalRecipients
+from ..policy.sender_auth import check_sender
 from ..policy.submission import ListenerRules, check_command
 from ..protocol import commands as c
 from ..protocol import replies
@@ -25,6 +26,7 @@ from ..protocol.extensions import ehlo_keywords
 from ..protocol.options import ServerOptions
 from ..protocol.replies import Reply
 from ..protocol.server import ServerConnection
+from .authenticator import AuthExchange, AuthResult, AuthSettings
 from .envelope import Envelope, Provenance, Recipient, TlsInfo
 
 
@@ -38,6 +40,16 @@ class SessionContext:
     recipients: LocalRecipients
     intake: Intake
     tls_available: bool
+    auth: AuthSettings | None = None
+
+    def auth_mechanisms(self, tls_active: bool) -> tuple[str, ...]:
+        """What to advertise after AUTH in EHLO now (empty: AUTH not offered)."""
+        rules = self.rules
+        if self.auth is None or not rules.auth_offered:
+            return ()
+        if rules.auth_requires_tls and not tls_active:
+            return ()  # RFC 4954 §4 / RFC 8314: never invite a password over plaintext
+        return self.auth.offered()
 
 
 class Session:
@@ -59,6 +71,8 @@ class Session:
         self.client_port = client_port
         self.tls: TlsInfo | None = None
         self.auth_identity: str | None = None
+        self.close_requested = False
+        self._exchange: AuthExchange | None = None
         self.envelope: Envelope | None = None
         self.submission: Submission | None = None
         self.messages_accepted = 0
@@ -93,7 +107,10 @@ class Session:
         match event:
             case c.Ehlo():
                 self._drop_transaction()
-                keywords = ehlo_keywords(self.ctx.options, tls_active=self.engine.tls_active)
+                tls = self.engine.tls_active
+                keywords = ehlo_keywords(
+                    self.ctx.options, tls_active=tls, auth_mechanisms=self.ctx.auth_mechanisms(tls)
+                )
                 return replies.ehlo_response(self.ctx.hostname, event.domain, keywords)
             case c.Helo():
                 self._drop_transaction()
@@ -103,6 +120,9 @@ class Session:
                 if not self.ctx.intake.has_room(event.size or 0):
                     # Postfix's queue_minfree: refuse before the client sends the content.
                     return replies.R452_INSUFFICIENT_STORAGE
+                refusal = self._check_sender(event)
+                if refusal is not None:
+                    return refusal
                 self.envelope = Envelope(
                     reverse_path=event.reverse_path,
                     body=event.body,
@@ -143,13 +163,72 @@ class Session:
                     else (replies.R454_TLS_UNAVAILABLE)
                 )
             case c.Auth():
-                # AUTH arrives with the authentication issue (#3); not advertised yet.
-                return replies.R502_NOT_IMPLEMENTED
+                return await self._auth(event)
+            case c.AuthResponse():
+                return await self._auth_response(event)
         return replies.R502_NOT_IMPLEMENTED
+
+    async def _auth(self, event: c.Auth) -> Reply:
+        ctx = self.ctx
+        auth = ctx.auth
+        if auth is None or not ctx.rules.auth_offered:
+            return replies.R502_NOT_IMPLEMENTED
+        if ctx.rules.auth_requires_tls and not self.engine.tls_active:
+            return replies.R538_ENCRYPTION_REQUIRED  # RFC 4954 §4
+        if auth.throttle.is_blocked(self.client_ip, None, auth.clock()):
+            self.close_requested = True
+            return replies.R421_AUTH_BLOCKED
+        if event.mechanism not in ctx.auth_mechanisms(self.engine.tls_active):
+            return replies.R504_UNKNOWN_MECHANISM
+        self._exchange = AuthExchange(
+            auth, event.mechanism, client_ip=self.client_ip, session_id=self.session_id
+        )
+        return self._settle_auth(await self._exchange.start(event.initial_response))
+
+    async def _auth_response(self, event: c.AuthResponse) -> Reply:
+        if self._exchange is None:  # cannot happen: the engine pairs them
+            return replies.R503_BAD_SEQUENCE
+        return self._settle_auth(await self._exchange.respond(event.data))
+
+    def _settle_auth(self, result: AuthResult) -> Reply:
+        if result.reply.code != 334:
+            self._exchange = None
+        if result.account is not None:
+            self.auth_identity = result.account
+        if result.close:
+            self.close_requested = True
+        return result.reply
+
+    def _check_sender(self, event: c.MailFrom) -> Reply | None:
+        """An authenticated client may only use the addresses its account owns."""
+        auth = self.ctx.auth
+        if self.auth_identity is None or auth is None:
+            return None
+        account = auth.store.get(self.auth_identity)
+        owned = account.addresses if account is not None else ()
+        decision = check_sender(owned, event.reverse_path, self.auth_identity)
+        if isinstance(decision, Reject):
+            log_event(
+                AuthEvent.SENDER_REFUSED,
+                logging.WARNING,
+                session=self.session_id,
+                account=self.auth_identity,
+                mail_from=str(event.reverse_path),
+            )
+            return decision.reply
+        return None
 
     def _rcpt(self, event: c.RcptTo) -> Reply:
         assert self.envelope is not None  # the engine allows RCPT only after MAIL
-        decision = self.ctx.recipients.check_recipient(event.forward_path)
+        address = event.forward_path
+        recipients = self.ctx.recipients
+        if self.auth_identity is not None and not recipients.is_local_domain(
+            address.domain_key or recipients.primary_domain
+        ):
+            # An authenticated client may send anywhere (RFC 6409): queued for the relay.
+            self.envelope.recipients.append(Recipient(address, str(address), route="relay"))
+            return replies.R250_RECIPIENT_OK
+        decision = recipients.check_recipient(address)
         if not isinstance(decision, Accept) or decision.mailbox is None:
             log_event(
                 SmtpEvent.COMMAND,
