@@ -49,6 +49,7 @@ SMALL = ServerOptions(max_message_size=100, max_recipients=2)
 UNLIMITED = ServerOptions(max_message_size=None)
 NO_BINARY = ServerOptions(binarymime=False)
 AUTH = ServerOptions(auth=True)
+NO_DSN = ServerOptions(dsn=False)
 NO_EXTRAS = ServerOptions(chunking=False, smtputf8=False, starttls=False)
 IMPLICIT_TLS = ServerOptions(implicit_tls=True)
 
@@ -265,7 +266,44 @@ PARAMETERS = [
     row(READY, mail("AUTH=<>"), ["555 5.5.4"], id="auth-param-not-offered"),
     row(READY, mail("X-FOO=bar"), ["555 5.5.4"], id="mail-unknown-param"),
     row(READY, mail("REQUIRETLS"), ["555 5.5.4"], id="requiretls-not-offered"),
-    row(IN_MAIL, RCPT[:-2] + b" NOTIFY=NEVER\r\n", ["555 5.5.4"], id="rcpt-dsn-not-offered"),
+    row(
+        IN_MAIL,
+        RCPT[:-2] + b" NOTIFY=NEVER\r\n",
+        ["555 5.5.4"],
+        id="rcpt-dsn-not-offered",
+        options=NO_DSN,
+    ),
+    row(IN_MAIL, RCPT[:-2] + b" NOTIFY=NEVER\r\n", ["250 2.1.5"], id="rcpt-notify-never"),
+    row(
+        IN_MAIL,
+        RCPT[:-2] + b" NOTIFY=SUCCESS,FAILURE,DELAY\r\n",
+        ["250 2.1.5"],
+        id="rcpt-notify-list",
+    ),
+    row(
+        IN_MAIL,
+        RCPT[:-2] + b" NOTIFY=NEVER,SUCCESS\r\n",
+        ["501 5.5.4"],
+        id="rcpt-notify-never-mixed",
+    ),
+    row(IN_MAIL, RCPT[:-2] + b" NOTIFY=SOMETIMES\r\n", ["501 5.5.4"], id="rcpt-notify-unknown"),
+    row(
+        IN_MAIL, RCPT[:-2] + b" ORCPT=rfc822;bob+40example.org\r\n", ["250 2.1.5"], id="rcpt-orcpt"
+    ),
+    row(IN_MAIL, RCPT[:-2] + b" ORCPT=bob@example.org\r\n", ["501 5.5.4"], id="rcpt-orcpt-no-type"),
+    row(
+        READY,
+        b"MAIL FROM:<a@example.org> RET=HDRS ENVID=QQ+2B1\r\n",
+        ["250 2.1.0"],
+        id="mail-ret-envid",
+    ),
+    row(READY, b"MAIL FROM:<a@example.org> RET=BODY\r\n", ["501 5.5.4"], id="mail-ret-bad"),
+    row(
+        READY,
+        b"MAIL FROM:<a@example.org> ENVID=" + b"x" * 101 + b"\r\n",
+        ["501 5.5.4"],
+        id="mail-envid-too-long",
+    ),
     row(IN_MAIL, RCPT[:-2] + b" X-FOO\r\n", ["555 5.5.4"], id="rcpt-unknown-param"),
     row(IN_RCPT, "BDAT 3 LAST\r\nabc", ["500 5.5.2"], id="bdat-no-chunking", options=NO_EXTRAS),
 ]
@@ -309,8 +347,21 @@ def test_ehlo_reply_lists_the_offered_extensions() -> None:
         "SMTPUTF8",
         "CHUNKING",
         "BINARYMIME",
+        "DSN",
         "STARTTLS",
     )
+
+
+def test_dsn_parameters_reach_the_session_decoded() -> None:
+    t = run(
+        EHLO
+        + b"MAIL FROM:<a@example.org> RET=FULL ENVID=id+2B1\r\n"
+        + b"RCPT TO:<b@example.org> NOTIFY=failure,delay ORCPT=rfc822;b+40example.org\r\n"
+    )
+    [mail] = t.of_type(c.MailFrom)
+    [rcpt] = t.of_type(c.RcptTo)
+    assert (mail.ret, mail.envid) == ("FULL", "id+1")
+    assert (rcpt.notify, rcpt.orcpt) == (("FAILURE", "DELAY"), "rfc822;b@example.org")
 
 
 def test_ehlo_under_tls_no_longer_offers_starttls() -> None:

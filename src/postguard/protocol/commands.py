@@ -59,6 +59,8 @@ class MailFrom(Command):
         body: the BODY= type (RFC 6152/3030).
         smtputf8: whether SMTPUTF8 was given (RFC 6531).
         auth: the decoded AUTH= value (RFC 4954 §5), or None.
+        ret: RFC 3461 RET ("FULL" or "HDRS"), or None.
+        envid: RFC 3461 ENVID (decoded xtext), or None.
         esmtp_params: every parameter as received, keys upper-cased.
     """
 
@@ -68,14 +70,23 @@ class MailFrom(Command):
     smtputf8: bool = False
     auth: str | None = None
     esmtp_params: dict[str, str | None] = field(default_factory=dict, hash=False, compare=True)
+    ret: str | None = None
+    envid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class RcptTo(Command):
-    """RCPT TO with its forward path and ESMTP parameters."""
+    """RCPT TO with its forward path and ESMTP parameters.
+
+    ``notify`` and ``orcpt`` are the RFC 3461 DSN parameters: NOTIFY as a tuple
+    of upper-cased values (empty when absent), ORCPT as "addr-type;address"
+    with the xtext decoded, or None.
+    """
 
     forward_path: Address
     esmtp_params: dict[str, str | None] = field(default_factory=dict, hash=False, compare=True)
+    notify: tuple[str, ...] = ()
+    orcpt: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

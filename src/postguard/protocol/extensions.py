@@ -21,6 +21,7 @@ CHUNKING = "CHUNKING"  # RFC 3030
 BINARYMIME = "BINARYMIME"  # RFC 3030
 STARTTLS = "STARTTLS"  # RFC 3207
 AUTH = "AUTH"  # RFC 4954
+DSN = "DSN"  # RFC 3461
 
 
 def ehlo_keywords(
@@ -45,6 +46,8 @@ def ehlo_keywords(
         keywords.append(CHUNKING)
         if options.binarymime:
             keywords.append(BINARYMIME)
+    if options.dsn:
+        keywords.append(DSN)
     if options.starttls and not tls_active:
         keywords.append(STARTTLS)
     if auth_mechanisms:

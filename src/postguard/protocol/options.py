@@ -25,6 +25,7 @@ class ServerOptions:
             QUIT and STARTTLS with 530 5.7.0 (RFC 3207 §4; submission listeners).
         implicit_tls: the connection is under TLS from the first byte (RFC 8314).
         auth: AUTH is offered on this connection (enables MAIL's AUTH= parameter).
+        dsn: offer DSN (RFC 3461: RET, ENVID, NOTIFY, ORCPT).
         chunking: offer CHUNKING/BDAT (RFC 3030).
         binarymime: offer BINARYMIME (RFC 3030; needs chunking).
         smtputf8: offer SMTPUTF8 (RFC 6531).
@@ -38,6 +39,7 @@ class ServerOptions:
     require_tls: bool = False
     implicit_tls: bool = False
     auth: bool = False
+    dsn: bool = True
     chunking: bool = True
     binarymime: bool = True
     smtputf8: bool = True

@@ -46,6 +46,8 @@ from .receivers import (
 from .replies import Reply
 from .state import EXPECTED_POSITIVE, State, is_allowed, next_state
 
+MAX_ENVID_OCTETS = 100  # RFC 3461 §4.4
+MAX_ORCPT_OCTETS = 500  # RFC 3461 §4.2
 _MAX_BDAT_SIZE_DIGITS = 20  # 2**64 has 20 digits; anything longer is nonsense
 _UNIMPLEMENTED_VERBS = frozenset({"TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML"})
 _ALLOWED_BEFORE_TLS = frozenset({"EHLO", "HELO", "NOOP", "RSET", "QUIT", "STARTTLS"})
@@ -320,6 +322,8 @@ class ServerConnection:
         size: int | None = None
         body = c.BodyType.SEVEN_BIT
         auth: str | None = None
+        ret: str | None = None
+        envid: str | None = None
         for key, value in params.items():
             if key == "SIZE":  # RFC 1870 §3: size-value = 1*20DIGIT
                 # str.isdigit() is also true for "²" (int() refuses it) and "٣": ASCII only.
@@ -337,6 +341,12 @@ class ServerConnection:
             elif key == "SMTPUTF8" and self.options.smtputf8:  # RFC 6531 §3.4
                 if value is not None:
                     raise self._violation(replies.R501_BAD_PARAMETER, "SMTPUTF8 takes no value")
+            elif key == "RET" and self.options.dsn:  # RFC 3461 §4.3
+                if value is None or value.upper() not in ("FULL", "HDRS"):
+                    raise self._violation(replies.R501_BAD_PARAMETER, "bad RET value")
+                ret = value.upper()
+            elif key == "ENVID" and self.options.dsn:  # RFC 3461 §4.4
+                envid = self._xtext(value, MAX_ENVID_OCTETS, "ENVID")
             elif key == "AUTH" and self.options.auth:  # RFC 4954 §5
                 try:
                     auth = grammar.decode_xtext(value or "")
@@ -346,7 +356,43 @@ class ServerConnection:
                 raise self._violation(
                     replies.R555_UNRECOGNIZED_PARAMETER, f"unknown MAIL parameter {key}"
                 )
-        return c.MailFrom(reverse_path, size, body, "SMTPUTF8" in params, auth, params)
+        return c.MailFrom(
+            reverse_path, size, body, "SMTPUTF8" in params, auth, params, ret=ret, envid=envid
+        )
+
+    def _xtext(self, value: str | None, limit: int, name: str) -> str:
+        if value is None or len(value) > limit:
+            raise self._violation(replies.R501_BAD_PARAMETER, f"bad {name} value")
+        try:
+            return grammar.decode_xtext(value)
+        except grammar.GrammarError as exc:
+            raise self._violation(replies.R501_BAD_PARAMETER, f"{name}: {exc}") from None
+
+    def _dsn_rcpt_params(self, params: dict[str, str | None]) -> tuple[tuple[str, ...], str | None]:
+        notify: tuple[str, ...] = ()
+        orcpt: str | None = None
+        for key, value in params.items():
+            if key == "NOTIFY" and self.options.dsn:  # RFC 3461 §4.1
+                values = tuple(v.upper() for v in (value or "").split(","))
+                allowed = {"SUCCESS", "FAILURE", "DELAY"}
+                if (
+                    not value
+                    or not value.isascii()
+                    or (values != ("NEVER",) and not set(values) <= allowed)
+                    or len(set(values)) != len(values)
+                ):
+                    raise self._violation(replies.R501_BAD_PARAMETER, "bad NOTIFY value")
+                notify = values
+            elif key == "ORCPT" and self.options.dsn:  # RFC 3461 §4.2
+                addr_type, sep, xtext = (value or "").partition(";")
+                if not sep or not addr_type or not addr_type.isascii():
+                    raise self._violation(replies.R501_BAD_PARAMETER, "bad ORCPT value")
+                orcpt = f"{addr_type.lower()};{self._xtext(xtext, MAX_ORCPT_OCTETS, 'ORCPT')}"
+            else:
+                raise self._violation(
+                    replies.R555_UNRECOGNIZED_PARAMETER, f"unknown RCPT parameter {key}"
+                )
+        return notify, orcpt
 
     @property
     def _binarymime(self) -> bool:
@@ -364,11 +410,7 @@ class ServerConnection:
             params = grammar.parse_esmtp_params(param_text, utf8=smtputf8)
         except grammar.GrammarError as exc:
             raise self._violation(replies.R501_BAD_RECIPIENT, str(exc)) from None
-        if params:
-            key = next(iter(params))
-            raise self._violation(
-                replies.R555_UNRECOGNIZED_PARAMETER, f"unknown RCPT parameter {key}"
-            )
+        notify, orcpt = self._dsn_rcpt_params(params)
         if path[1:-1].lower() == "postmaster":
             # RFC 5321 §4.1.1.3: "<Postmaster>" without a domain must be accepted;
             # the session resolves it to the postmaster of its primary domain.
@@ -385,7 +427,7 @@ class ServerConnection:
         if self.rcpt_count >= self.options.max_recipients:
             # RFC 5321 §4.5.3.1.10: 452 "too many recipients"; the client retries the rest.
             raise self._violation(replies.R452_TOO_MANY_RECIPIENTS, "recipient limit reached")
-        return self._expect_reply(c.RcptTo(forward_path, params))
+        return self._expect_reply(c.RcptTo(forward_path, params, notify=notify, orcpt=orcpt))
 
     def _cmd_data(self, arg: str) -> c.Command:
         self._no_argument(arg, "DATA")

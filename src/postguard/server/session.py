@@ -128,6 +128,8 @@ class Session:
                     body=event.body,
                     smtputf8=event.smtputf8,
                     declared_size=event.size,
+                    ret=event.ret,
+                    envid=event.envid,
                 )
                 return replies.R250_SENDER_OK
             case c.RcptTo():
@@ -226,7 +228,9 @@ class Session:
             address.domain_key or recipients.primary_domain
         ):
             # An authenticated client may send anywhere (RFC 6409): queued for the relay.
-            self.envelope.recipients.append(Recipient(address, str(address), route="relay"))
+            self.envelope.recipients.append(
+                Recipient(address, str(address), event.notify, event.orcpt, route="relay")
+            )
             return replies.R250_RECIPIENT_OK
         decision = recipients.check_recipient(address)
         if not isinstance(decision, Accept) or decision.mailbox is None:
@@ -240,7 +244,9 @@ class Session:
                 detail=getattr(decision, "detail", None),
             )
             return decision.reply if not isinstance(decision, Accept) else replies.R451_LOCAL_ERROR
-        self.envelope.recipients.append(Recipient(event.forward_path, decision.mailbox))
+        self.envelope.recipients.append(
+            Recipient(event.forward_path, decision.mailbox, event.notify, event.orcpt)
+        )
         return replies.R250_RECIPIENT_OK
 
     async def _end_of_message(self, event: c.EndOfMessage) -> Reply:
