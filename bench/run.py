@@ -38,6 +38,7 @@ Benchmarks only: nothing here asserts a timing (STYLE.md §5).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -45,6 +46,7 @@ import platform
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -91,9 +93,14 @@ class Server:
         return sum(1 for _ in new.iterdir()) if new.is_dir() else 0
 
     def backlog(self) -> int:
-        if self.queue_dir is None or not self.queue_dir.is_dir():
+        """Messages still in postguard's queue store (read-only, like the queue CLI)."""
+        if self.queue_dir is None:
             return 0
-        return sum(1 for p in self.queue_dir.iterdir() if p.suffix == ".msg")
+        db = self.queue_dir / "queue.db"
+        if not db.is_file():
+            return 0
+        with contextlib.closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
 
     def stop(self) -> None:
         if self.proc.poll() is None:

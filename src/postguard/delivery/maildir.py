@@ -68,10 +68,41 @@ class MaildirAgent:
         Each copy starts with ``Return-Path: <reverse_path>`` (RFC 5321 §4.4: the
         final delivery MTA records the envelope sender).
         """
-        copy = f"Return-Path: <{reverse_path}>\r\n".encode() + content
-        return {mailbox: self._deliver_one(copy, mailbox) for mailbox in mailboxes}
+        return self.deliver_batch([(content, mailboxes, reverse_path)])[0]
 
-    def _deliver_one(self, content: bytes, mailbox: str) -> Outcome:
+    def deliver_batch(self, items: list[tuple[bytes, list[str], str]]) -> list[dict[str, Outcome]]:
+        """Deliver several messages at once: one ``new/`` fsync per mailbox for the batch.
+
+        Args:
+            items: (content, mailboxes, reverse_path) per message.
+
+        Returns:
+            One outcome mapping per item, in order. A copy counts as Delivered only
+            after its file and its ``new/`` directory were fsync'd.
+        """
+        results: list[dict[str, Outcome]] = []
+        pending: dict[Path, list[tuple[int, str, Path]]] = {}
+        for index, (content, mailboxes, reverse_path) in enumerate(items):
+            copy = f"Return-Path: <{reverse_path}>\r\n".encode() + content
+            outcomes: dict[str, Outcome] = {}
+            for mailbox in dict.fromkeys(mailboxes):
+                stored = self._store(copy, mailbox)
+                if isinstance(stored, Path):
+                    pending.setdefault(stored.parent, []).append((index, mailbox, stored))
+                    outcomes[mailbox] = Delivered()
+                else:
+                    outcomes[mailbox] = stored
+            results.append(outcomes)
+        for new_dir, entries in pending.items():
+            try:
+                fsync_directory(new_dir)
+            except OSError as exc:
+                for index, mailbox, _path in entries:
+                    results[index][mailbox] = TemporaryFailure(_R451_LOCAL, f"{mailbox}: {exc}")
+        return results
+
+    def _store(self, content: bytes, mailbox: str) -> Path | Outcome:
+        """Write one copy into tmp/, fsync it and rename it into new/ (no directory fsync)."""
         try:
             path = maildir_path(self.root, mailbox)
         except ValueError as exc:
@@ -88,14 +119,14 @@ class MaildirAgent:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.rename(tmp, path / "new" / name)
-            fsync_directory(path / "new")
+            final = path / "new" / name
+            os.rename(tmp, final)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             reply = _R452_STORAGE if exc.errno in (errno.ENOSPC, errno.EDQUOT) else _R451_LOCAL
             return TemporaryFailure(reply, f"{mailbox}: {exc}")
-        return Delivered()
+        return final
 
     def _unique_name(self, size: int) -> str:
         now = time.time()

@@ -62,6 +62,15 @@ _R_EXPIRED = "4.4.7"  # RFC 3463: delivery time expired
 
 
 @dataclass(frozen=True, slots=True)
+class _Job:
+    """One message's recipients on one route, leased for delivery."""
+
+    claim: Claim
+    route: str
+    rcpts: list[RecipientRow]
+
+
+@dataclass(frozen=True, slots=True)
 class ManagerSettings:
     """How hard the manager pushes, and when it retries."""
 
@@ -160,18 +169,24 @@ class QueueManager:
         if free <= 0:
             await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
             return 1
-        now = self._clock()
         claims = await self.store.claim_due(
-            now=now,
+            now=self._clock(),
             owner=self.owner,
             lease_seconds=self.settings.lease_seconds,
-            limit=min(free, self.settings.claim_batch),
+            limit=self.settings.claim_batch,
         )
+        # One delivery task per destination: a Maildir agent then stores a whole
+        # batch with one directory fsync, an LMTP agent could reuse its connection.
+        batches: dict[str, list[_Job]] = {}
         for claim in claims:
             for route, rcpts in _by_route(claim.recipients).items():
-                task = asyncio.get_running_loop().create_task(self._deliver(claim, route, rcpts))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                key = route if route != "maildir" else f"maildir:{rcpts[0].mailbox}"
+                batches.setdefault(key, []).append(_Job(claim, route, rcpts))
+        loop = asyncio.get_running_loop()
+        for destination, jobs in batches.items():
+            task = loop.create_task(self._deliver(destination, jobs))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return len(claims)
 
     async def _sleep_until_due(self) -> None:
@@ -186,66 +201,74 @@ class QueueManager:
 
     # -------------------------------------------------------------- delivery
 
-    async def _deliver(self, claim: Claim, route: str, rcpts: list[RecipientRow]) -> None:
-        agent = self.agents.get(route)
-        destination = route if route != "maildir" else f"maildir:{rcpts[0].mailbox}"
+    async def _deliver(self, destination: str, jobs: list[_Job]) -> None:
         limit = self._per_destination.setdefault(
             destination, asyncio.Semaphore(self.settings.per_destination)
         )
         async with self._slots, limit:
-            mailboxes = [r.mailbox for r in rcpts]
-            if agent is None:
-                outcomes: dict[str, Outcome] = {
-                    m: TemporaryFailure(_R_NO_ROUTE, f"no delivery agent for route {route!r}")
-                    for m in mailboxes
-                }
-            else:
-                outcomes = await self._call_agent(agent, claim, mailboxes)
+            results = await self._call_agent(jobs)
         try:
-            await self._settle(claim, rcpts, outcomes)
+            await self._settle(jobs, results)
         except Exception:
             logging.getLogger("postguard").exception("recording delivery outcomes failed")
         self._wakeup.set()
 
-    async def _call_agent(
-        self, agent: DeliveryAgent, claim: Claim, mailboxes: list[str]
-    ) -> dict[str, Outcome]:
+    async def _call_agent(self, jobs: list[_Job]) -> list[dict[str, Outcome]]:
+        route = jobs[0].route
+        agent = self.agents.get(route)
+        if agent is None:
+            return [
+                {
+                    r.mailbox: TemporaryFailure(_R_NO_ROUTE, f"no delivery agent for {route!r}")
+                    for r in job.rcpts
+                }
+                for job in jobs
+            ]
+        items = [
+            (job.claim.content, [r.mailbox for r in job.rcpts], job.claim.message.reverse_path)
+            for job in jobs
+        ]
+
+        def run() -> list[dict[str, Outcome]]:
+            batch = getattr(agent, "deliver_batch", None)
+            if batch is not None:
+                return list(batch(items))
+            return [agent.deliver(c, m, reverse_path=rp) for c, m, rp in items]
+
         loop = asyncio.get_running_loop()
-        reverse_path = claim.message.reverse_path
         try:
-            return await loop.run_in_executor(
-                self._executor,
-                lambda: agent.deliver(claim.content, mailboxes, reverse_path=reverse_path),
-            )
+            return await loop.run_in_executor(self._executor, run)
         except Exception as exc:  # an unknown error in delivery is temporary (maddy)
             logging.getLogger("postguard").exception("delivery agent %s failed", agent.name)
-            return {
-                m: TemporaryFailure(replies.R451_LOCAL_ERROR, f"agent error: {exc}")
-                for m in mailboxes
-            }
+            return [
+                {
+                    r.mailbox: TemporaryFailure(replies.R451_LOCAL_ERROR, f"agent error: {exc}")
+                    for r in job.rcpts
+                }
+                for job in jobs
+            ]
 
-    async def _settle(
-        self, claim: Claim, rcpts: list[RecipientRow], outcomes: dict[str, Outcome]
-    ) -> None:
+    async def _settle(self, jobs: list[_Job], outcomes: list[dict[str, Outcome]]) -> None:
         now = self._clock()
-        message = claim.message
-        qid = message.queue_id
         results: list[RecipientOutcome] = []
-        reports: dict[Action, list[RecipientReport]] = {}
-        for rcpt in rcpts:
-            outcome = outcomes.get(rcpt.mailbox) or TemporaryFailure(
-                replies.R451_LOCAL_ERROR, "agent returned no outcome"
-            )
-            result, report = self._judge(message.received_at, rcpt, outcome, now)
-            results.append(result)
-            if report is not None and wants_report(rcpt.notify, report.action):
-                reports.setdefault(report.action, []).append(report)
-            self._log(qid, rcpt, result, outcome)
-        bounces = [
-            dsn
-            for action, group in reports.items()
-            if (dsn := self._dsn(claim, group, now)) is not None
-        ]
+        bounces: list[NewMessage] = []
+        for job, job_outcomes in zip(jobs, outcomes, strict=True):
+            message = job.claim.message
+            reports: dict[Action, list[RecipientReport]] = {}
+            for rcpt in job.rcpts:
+                outcome = job_outcomes.get(rcpt.mailbox) or TemporaryFailure(
+                    replies.R451_LOCAL_ERROR, "agent returned no outcome"
+                )
+                result, report = self._judge(message.received_at, rcpt, outcome, now)
+                results.append(result)
+                if report is not None and wants_report(rcpt.notify, report.action):
+                    reports.setdefault(report.action, []).append(report)
+                self._log(message.queue_id, rcpt, result, outcome)
+            for group in reports.values():
+                dsn = self._dsn(job.claim, group, now)
+                if dsn is not None:
+                    bounces.append(dsn)
+        # Outcomes and the DSNs they cause commit together: never lost, never twice.
         await self.store.record(results, owner=self.owner, bounces=bounces)
 
     def _judge(
