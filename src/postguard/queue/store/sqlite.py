@@ -30,7 +30,6 @@ import errno
 import json
 import os
 import sqlite3
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -212,8 +211,11 @@ class SqliteQueueStore:
         finally:
             db.close()
         self._writer = _GroupWriter(self.path)
-        self._readers = threading.local()
-        self._reader_connections: list[sqlite3.Connection] = []
+        # One reader thread owning one connection: a connection is never used by two
+        # threads, and close() runs after every pending read (closing a connection
+        # another thread is using can crash the interpreter).
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-queue-read")
+        self._reader_db: sqlite3.Connection | None = None
 
     @property
     def transactions(self) -> int:
@@ -334,20 +336,22 @@ class SqliteQueueStore:
 
     async def close(self) -> None:
         await self._writer.close()
-        for db in self._reader_connections:
-            db.close()
-        self._reader_connections.clear()
+
+        def close_reader() -> None:
+            if self._reader_db is not None:
+                self._reader_db.close()
+                self._reader_db = None
+
+        await asyncio.get_running_loop().run_in_executor(self._reader, close_reader)
+        self._reader.shutdown(wait=True)
 
     async def _read(self, op: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
-            db = getattr(self._readers, "db", None)
-            if db is None:
-                db = connect(self.path)
-                self._readers.db = db
-                self._reader_connections.append(db)
-            return op(db)
+            if self._reader_db is None:
+                self._reader_db = connect(self.path)
+            return op(self._reader_db)
 
-        return await asyncio.to_thread(run)
+        return await asyncio.get_running_loop().run_in_executor(self._reader, run)
 
 
 # ------------------------------------------------------------------ SQL ops
