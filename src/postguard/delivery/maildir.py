@@ -58,6 +58,7 @@ class MaildirAgent:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._ready: set[Path] = set()  # Maildirs known to exist (mkdir once, not per copy)
         self._host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
 
     def deliver(
@@ -110,7 +111,9 @@ class MaildirAgent:
         name = self._unique_name(len(content))
         tmp = path / "tmp" / name
         try:
-            ensure_maildir(path)
+            if path not in self._ready:
+                ensure_maildir(path)
+                self._ready.add(path)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 view = memoryview(content)
@@ -122,6 +125,7 @@ class MaildirAgent:
             final = path / "new" / name
             os.rename(tmp, final)
         except OSError as exc:
+            self._ready.discard(path)  # it may have been removed: check again next time
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             reply = _R452_STORAGE if exc.errno in (errno.ENOSPC, errno.EDQUOT) else _R451_LOCAL
