@@ -173,7 +173,7 @@ async def test_delete_removes_message_and_body_file(
 ) -> None:
     body = tmp_path / "body"
     body.write_bytes(b"big body\r\n")
-    await store.commit(message("Q1", path=str(body)))
+    await store.commit(message("Q1", path=str(body), body=b"big body\r\n"))
     [claim] = await store.claim_due(now=2000.0, owner="a", lease_seconds=60, limit=10)
     assert claim.content.endswith(b"big body\r\n")
     assert await store.delete("Q1") == 1
@@ -210,3 +210,31 @@ async def test_concurrent_commits_share_transactions(store: SqliteQueueStore) ->
     await asyncio.gather(*(store.commit(message(f"Q{i:03d}")) for i in range(200)))
     assert len(await store.list_messages()) == 200
     assert store.transactions - before < 100  # group commit: far fewer than 200
+
+
+async def test_a_corrupt_entry_is_quarantined_and_the_rest_still_delivers(
+    store: SqliteQueueStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = tmp_path / "gone"
+    body.write_bytes(b"x")
+    await store.commit(message("Q1", path=str(body)))
+    await store.commit(message("Q2"))
+    body.unlink()  # the body file vanished (disk repair, operator error)
+    with caplog.at_level("ERROR", logger="postguard"):
+        claims = await store.claim_due(now=2000.0, owner="a", lease_seconds=60, limit=10)
+    assert [c.message.queue_id for c in claims] == ["Q2"]
+    row = await store.get_message("Q1")
+    assert row is not None and row.quarantined
+    assert all(r.last_reply and r.last_reply.startswith("quarantined:") for r in row.recipients)
+    assert [r.getMessage() for r in caplog.records] == ["queue.quarantined"]
+    assert await store.claim_due(now=3000.0, owner="a", lease_seconds=60, limit=10) == []
+
+
+async def test_an_unparseable_envelope_is_quarantined(store: SqliteQueueStore) -> None:
+    await store.commit(message("Q1"))
+    await store._writer.run(
+        lambda db: db.execute("UPDATE messages SET envelope='{not json' WHERE id='Q1'")
+    )
+    assert await store.claim_due(now=2000.0, owner="a", lease_seconds=60, limit=10) == []
+    stats = await store.stats()
+    assert stats.messages == 1 and stats.held_messages == 1

@@ -138,14 +138,15 @@ def message_dict(m: MessageRow) -> dict[str, Any]:
         "received_at": _iso(m.received_at),
         "reverse_path": m.reverse_path,
         "size": m.size,
-        "held": m.held,
+        "held": m.held and not m.quarantined,
+        "quarantined": m.quarantined,
         "envelope": m.envelope,
         "recipients": [
             {
                 "address": r.address,
                 "mailbox": r.mailbox,
                 "route": r.route,
-                "state": "held" if m.held and not r.state.is_final else r.state.value,
+                "state": _shown_state(m, r),
                 "attempts": r.attempts,
                 "next_attempt": _iso(r.next_attempt),
                 "last_reply": r.last_reply,
@@ -153,6 +154,14 @@ def message_dict(m: MessageRow) -> dict[str, Any]:
             for r in m.recipients
         ],
     }
+
+
+def _shown_state(m: MessageRow, r: Any) -> str:
+    if r.state.is_final:
+        return str(r.state.value)
+    if m.quarantined:
+        return "quarantined"
+    return "held" if m.held else str(r.state.value)
 
 
 def _print_list(messages: Any, as_json: bool) -> None:
@@ -165,7 +174,13 @@ def _print_list(messages: Any, as_json: bool) -> None:
     print(f"{'QUEUE ID':<17} {'RECEIVED':<20} {'SIZE':>8} {'STATE':<10} SENDER → RECIPIENTS")
     for m in messages:
         states = {r.state.value for r in m.recipients if not r.state.is_final}
-        state = "held" if m.held else ",".join(sorted(states)) or "done"
+        state = (
+            "quarantined"
+            if m.quarantined
+            else "held"
+            if m.held
+            else ",".join(sorted(states)) or "done"
+        )
         rcpts = ", ".join(r.address for r in m.recipients if not r.state.is_final)
         print(
             f"{m.queue_id:<17} {_iso(m.received_at):<20} {m.size:>8} {state:<10} "

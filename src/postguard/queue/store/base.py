@@ -103,6 +103,7 @@ class MessageRow:
     held: bool
     body_path: str | None
     recipients: tuple[RecipientRow, ...]
+    quarantined: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import errno
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -35,6 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ...observability.events import QueueEvent
+from ...observability.logging import log_event
 from .base import (
     Claim,
     MessageRow,
@@ -324,8 +327,8 @@ class SqliteQueueStore:
     async def stats(self) -> QueueStats:
         def op(db: sqlite3.Connection) -> QueueStats:
             messages, held, oldest, size = db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(held),0), MIN(received_at), COALESCE(SUM(size),0) "
-                "FROM messages"
+                "SELECT COUNT(*), COALESCE(SUM(held > 0), 0), MIN(received_at), "
+                "COALESCE(SUM(size), 0) FROM messages"
             ).fetchone()
             by_state = dict(
                 db.execute("SELECT state, COUNT(*) FROM recipients GROUP BY state").fetchall()
@@ -451,6 +454,7 @@ def _message(
         bool(held),
         body_path,
         recipients,
+        quarantined=held == QUARANTINED,
     )
 
 
@@ -480,22 +484,53 @@ def _claim(
         (owner, lease_until, now, limit),
     ).fetchall()
     by_message: dict[str, list[RecipientRow]] = {}
+    bad: dict[str, str] = {}
     for row in leased:
-        rcpt = _recipient(row)
+        try:
+            rcpt = _recipient(row)
+        except (ValueError, TypeError, AttributeError) as exc:
+            bad[str(row[0])] = f"bad recipient row: {exc}"
+            continue
         by_message.setdefault(rcpt.message_id, []).append(rcpt)
     claims = []
     for queue_id, rcpts in by_message.items():
-        row = db.execute(
-            f"SELECT {_MSG_COLUMNS}, prepend, body FROM messages WHERE id=?",
-            (queue_id,),
-        ).fetchone()
-        message = _message(db, row[:7])
-        prepend, body = row[7], row[8]
-        if body is None:
-            body = Path(row[6]).read_bytes()
+        if queue_id in bad:
+            continue
+        # SECURITY/robustness: rows are validated again when read (STYLE.md §1); a bad
+        # one is quarantined, never allowed to stop the queue.
+        try:
+            row = db.execute(
+                f"SELECT {_MSG_COLUMNS}, prepend, body FROM messages WHERE id=?",
+                (queue_id,),
+            ).fetchone()
+            message = _message(db, row[:7])
+            prepend, body = row[7], row[8]
+            if body is None:
+                body = Path(row[6]).read_bytes()
+            if not isinstance(prepend, bytes) or len(body) != message.size:
+                raise ValueError("content does not match the recorded size")
+        except (OSError, ValueError, TypeError, KeyError, IndexError) as exc:
+            bad[queue_id] = str(exc)
+            continue
         rcpts.sort(key=lambda r: r.index)
         claims.append(Claim(message, tuple(rcpts), bytes(prepend) + bytes(body)))
+    for queue_id, reason in bad.items():
+        _quarantine(db, queue_id, reason)
     return claims
+
+
+QUARANTINED = 2  # messages.held: 0 active, 1 held by an operator, 2 quarantined
+
+
+def _quarantine(db: sqlite3.Connection, queue_id: str, reason: str) -> None:
+    """Set a message aside: never delivered again until an operator acts (CLI)."""
+    db.execute("UPDATE messages SET held=? WHERE id=?", (QUARANTINED, queue_id))
+    db.execute(
+        "UPDATE recipients SET state='queued', lease_owner=NULL, lease_until=NULL, "
+        "last_reply=? WHERE message_id=? AND state='delivering'",
+        (f"quarantined: {reason}", queue_id),
+    )
+    log_event(QueueEvent.QUARANTINED, logging.ERROR, queue_id=queue_id, reason=reason)
 
 
 def _record(
