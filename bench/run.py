@@ -163,7 +163,7 @@ def _start(
     return proc, port[0], lines
 
 
-def start_postguard(work: Path, concurrency: int) -> Server:
+def start_postguard(work: Path, concurrency: int, *, group_commit: bool = True) -> Server:
     data = work / "postguard"
     data.mkdir(mode=0o755)
     config = work / "postguard.toml"
@@ -185,6 +185,9 @@ enabled = false
 
 [listener.submissions]
 enabled = false
+
+[queue]
+group_commit = {"true" if group_commit else "false"}
 
 [log]
 level = "warning"

@@ -323,7 +323,7 @@ TABLES = [
     (
         "queue",
         "first_retry, max_backoff, max_lifetime, delay_warning, min_free_disk, concurrency,"
-        " per_destination_concurrency, lease, scan_interval",
+        " per_destination_concurrency, lease, scan_interval, group_commit",
     ),
     ("delivery", "default, lmtp, routes"),
     ("delivery.lmtp", "address, socket, tls, ca_file, server_name, lhlo_domain"),

@@ -238,3 +238,13 @@ async def test_an_unparseable_envelope_is_quarantined(store: SqliteQueueStore) -
     assert await store.claim_due(now=2000.0, owner="a", lease_seconds=60, limit=10) == []
     stats = await store.stats()
     assert stats.messages == 1 and stats.held_messages == 1
+
+
+async def test_without_group_commit_every_commit_is_its_own_transaction(tmp_path: Path) -> None:
+    store = SqliteQueueStore(tmp_path / "solo", group_commit=False)
+    try:
+        before = store.transactions
+        await asyncio.gather(*(store.commit(message(f"Q{i:03d}")) for i in range(30)))
+        assert store.transactions - before == 30
+    finally:
+        await store.close()

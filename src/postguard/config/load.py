@@ -149,6 +149,7 @@ _QUEUE: Mapping[str, Reader] = {
     "per_destination_concurrency": count(1),
     "lease": quantity(parse_duration, "duration", "10m", positive=True),
     "scan_interval": quantity(parse_duration, "duration", "1s", positive=True),
+    "group_commit": boolean,
 }
 _DELIVERY: Mapping[str, Reader] = {
     "default": string(one_of(*DELIVERY_ROUTES)),

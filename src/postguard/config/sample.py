@@ -174,6 +174,11 @@ _QUEUE: tuple[_Entry, ...] = (
     ),
     ("lease", _duration, "After a crash, claimed mail is retried by others after this long."),
     ("scan_interval", _duration, "How often the queue is checked for due mail and changes."),
+    (
+        "group_commit",
+        _boolean,
+        "Share one fsync among concurrent commits; false (one each) is for benchmarks.",
+    ),
 )
 _ROUTES = " or ".join(quote(route) for route in DELIVERY_ROUTES)
 _DELIVERY: tuple[_Entry, ...] = (

@@ -384,6 +384,8 @@ class QueueSettings:
         lease: How long a claimed recipient stays leased; after a crash another worker may
             take it once this has passed.
         scan_interval: How often the queue manager looks for due work and operator changes.
+        group_commit: Commit concurrent messages in one transaction (one fsync); false
+            forces one transaction per message (for benchmarks; equally durable).
     """
 
     first_retry: float = DEFAULT_FIRST_RETRY
@@ -395,6 +397,7 @@ class QueueSettings:
     per_destination_concurrency: int = DEFAULT_PER_DESTINATION_CONCURRENCY
     lease: float = DEFAULT_LEASE
     scan_interval: float = DEFAULT_SCAN_INTERVAL
+    group_commit: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -129,7 +129,7 @@ class MailServer:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         config = self.config
         queue_dir = self.data_dir / "queue"
-        self.store = SqliteQueueStore(queue_dir)
+        self.store = SqliteQueueStore(queue_dir, group_commit=config.queue.group_commit)
         bodies = BodyFiles(queue_dir / "bodies", self.executor)
         self.bodies = bodies
         local = config.local

@@ -120,7 +120,8 @@ def storage_error(exc: BaseException) -> BaseException:
 class _GroupWriter:
     """Runs write operations in one thread, many per transaction."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, batch_limit: int = MAX_BATCH_OPERATIONS) -> None:
+        self._batch_limit = batch_limit
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-queue-db")
         self._db: sqlite3.Connection | None = None
         self._path = path
@@ -139,8 +140,8 @@ class _GroupWriter:
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         while self._pending:
-            batch = self._pending[:MAX_BATCH_OPERATIONS]
-            del self._pending[:MAX_BATCH_OPERATIONS]
+            batch = self._pending[: self._batch_limit]
+            del self._pending[: self._batch_limit]
             try:
                 results = await loop.run_in_executor(self._thread, self._apply, batch)
             except sqlite3.Error as exc:  # BEGIN/COMMIT failed: nobody's op is durable
@@ -205,7 +206,7 @@ class _GroupWriter:
 class SqliteQueueStore:
     """The :class:`~postguard.queue.store.base.QueueStore` on SQLite."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, group_commit: bool = True) -> None:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = directory / "queue.db"
         db = connect(self.path)
@@ -213,7 +214,10 @@ class SqliteQueueStore:
             db.executescript(_SCHEMA)
         finally:
             db.close()
-        self._writer = _GroupWriter(self.path)
+        # Without group commit every operation gets its own transaction (and fsync).
+        self._writer = _GroupWriter(
+            self.path, batch_limit=MAX_BATCH_OPERATIONS if group_commit else 1
+        )
         # One reader thread owning one connection: a connection is never used by two
         # threads, and close() runs after every pending read (closing a connection
         # another thread is using can crash the interpreter).
