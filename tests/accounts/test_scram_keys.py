@@ -72,10 +72,10 @@ def test_saslprep_rfc_4013_examples(text: str, expected: str) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        pytest.param("\u0007", "prohibited character U+0007", id="control"),
+        pytest.param("\u0007", "prohibited character", id="control"),
         pytest.param("\u0627\u0031", "right-to-left", id="bidi"),
-        pytest.param("a\ue000", "prohibited character U+E000", id="private-use"),
-        pytest.param("a\u0221", "unassigned code point U+0221", id="unassigned-in-3.2"),
+        pytest.param("a\ue000", "prohibited character", id="private-use"),
+        pytest.param("a\u0221", "unassigned code point", id="unassigned-in-3.2"),
     ],
 )
 def test_saslprep_refuses_prohibited_text(text: str, message: str) -> None:

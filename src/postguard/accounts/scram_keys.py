@@ -6,8 +6,8 @@ in the accounts file, and the text form of those credentials, which is PostgreSQ
 
     SCRAM-SHA-256$<iterations>:<base64 salt>$<base64 StoredKey>:<base64 ServerKey>
 
-`scram_keys` has the same signature as ``postguard.sasl.scram.scram_keys`` (written
-separately, sans-IO); the two are to be reconciled so that one implementation remains.
+SASLprep and the key derivation itself are ``postguard.sasl``'s (one implementation, used
+by the SCRAM mechanism and here).
 
 Iterations: RFC 7677 §4 asks for at least 4096, which is also PostgreSQL's default, so 4096
 is the floor for stored verifiers. New verifiers use `DEFAULT_SCRAM_ITERATIONS`: the keys in
@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import secrets
-import stringprep
-import unicodedata
 
 from postguard.accounts.model import ScramCredentials
+from postguard.sasl.saslprep import saslprep as _sasl_saslprep
+from postguard.sasl.scram import scram_keys as _sasl_scram_keys
 
 __all__ = [
     "DEFAULT_SCRAM_ITERATIONS",
@@ -56,82 +54,24 @@ _VERIFIER_FORMAT = "SCRAM-SHA-256$<iterations>:<base64 salt>$<base64 StoredKey>:
 def saslprep(text: str) -> str:
     """Prepare a password with SASLprep (RFC 4013) as a *stored* string (RFC 3454 §7).
 
-    RFC 5802 §2.2 normalises passwords this way before hashing, so that a password typed as
-    composed or decomposed Unicode gives the same keys.
-
-    Args:
-        text: The password.
-
-    Returns:
-        The prepared string.
+    The one implementation lives in :mod:`postguard.sasl.saslprep`; this name is kept for
+    callers in ``accounts``.
 
     Raises:
-        ValueError: The string has a prohibited character (control, private use, surrogate,
-            non-character...), an unassigned code point, or breaks the bidi rule. The message
-            names the offending code point's position, never the text.
+        ValueError: a prohibited or unassigned code point, or a bidi violation. The message
+            names the offending position, never the text.
     """
-    # RFC 4013 §2.1: non-ASCII spaces (C.1.2) map to SPACE; "commonly mapped to nothing"
-    # characters (B.1: soft hyphen, zero-width joiners, variation selectors...) are removed.
-    mapped = "".join(
-        " " if stringprep.in_table_c12(char) else char
-        for char in text
-        if not stringprep.in_table_b1(char)
-    )
-    # RFC 4013 §2.2: Unicode normalization form KC, with the Unicode 3.2 tables stringprep
-    # is defined on (RFC 3454 §1.2).
-    prepared = unicodedata.ucd_3_2_0.normalize("NFKC", mapped)
-    prohibited = (
-        stringprep.in_table_c12,  # non-ASCII space
-        stringprep.in_table_c21_c22,  # ASCII and non-ASCII control characters
-        stringprep.in_table_c3,  # private use
-        stringprep.in_table_c4,  # non-character code points
-        stringprep.in_table_c5,  # surrogates
-        stringprep.in_table_c6,  # inappropriate for plain text
-        stringprep.in_table_c7,  # inappropriate for canonical representation
-        stringprep.in_table_c8,  # change display properties / deprecated
-        stringprep.in_table_c9,  # tagging characters
-    )
-    for index, char in enumerate(prepared):
-        if any(check(char) for check in prohibited):  # RFC 4013 §2.3
-            raise ValueError(f"prohibited character U+{ord(char):04X} at position {index + 1}")
-        if stringprep.in_table_a1(char):  # RFC 4013 §2.5, RFC 3454 §7: stored strings
-            raise ValueError(f"unassigned code point U+{ord(char):04X} at position {index + 1}")
-    # RFC 4013 §2.4, RFC 3454 §6: a string with right-to-left characters has no
-    # left-to-right ones, and starts and ends with a right-to-left character.
-    if any(stringprep.in_table_d1(char) for char in prepared) and (
-        any(stringprep.in_table_d2(char) for char in prepared)
-        or not stringprep.in_table_d1(prepared[0])
-        or not stringprep.in_table_d1(prepared[-1])
-    ):
-        raise ValueError("mixes right-to-left and left-to-right text (RFC 3454 §6)")
-    return prepared
+    return _sasl_saslprep(text)
 
 
 def scram_keys(password: str, salt: bytes, iterations: int) -> tuple[bytes, bytes]:
-    """Derive SCRAM-SHA-256's StoredKey and ServerKey from a password (RFC 5802 §3).
-
-    Args:
-        password: The password; SASLprep is applied here.
-        salt: The salt.
-        iterations: The PBKDF2 iteration count (at least 1).
-
-    Returns:
-        ``(stored_key, server_key)``, 32 octets each.
+    """Derive SCRAM-SHA-256's StoredKey and ServerKey (RFC 5802 §3); see ``sasl.scram``.
 
     Raises:
-        ValueError: The password fails SASLprep (see `saslprep`), or ``iterations < 1``.
+        ValueError: fewer than 4096 iterations, an empty salt, or SASLprep refuses the
+            password.
     """
-    if iterations < 1:
-        raise ValueError("the iteration count must be at least 1")
-    # RFC 5802 §3: SaltedPassword := Hi(Normalize(password), salt, i), and Hi is PBKDF2 with
-    # HMAC as its PRF and an output of one hash length (RFC 2898 §5.2).
-    salted_password = hashlib.pbkdf2_hmac(
-        "sha256", saslprep(password).encode(), salt, iterations, dklen=SCRAM_KEY_OCTETS
-    )
-    client_key = hmac.digest(salted_password, b"Client Key", "sha256")
-    stored_key = hashlib.sha256(client_key).digest()  # StoredKey := H(ClientKey)
-    server_key = hmac.digest(salted_password, b"Server Key", "sha256")
-    return stored_key, server_key
+    return _sasl_scram_keys(password, salt, iterations)
 
 
 def new_scram_credentials(
