@@ -69,17 +69,23 @@ class BadLine:
 class CommandLineReceiver:
     """Frames command lines (RFC 5321 §2.3.8, §4.5.3.1.4)."""
 
-    __slots__ = ("_after_bare_lf", "_limit", "_skipping")
+    __slots__ = ("_after_bare_lf", "_limit", "_skip_reply", "_skipping")
 
     def __init__(self, limit: int = MAX_EXTENDED_COMMAND_LINE_OCTETS) -> None:
         self._limit = limit
         self._skipping = False
+        self._skip_reply = replies.R500_LINE_TOO_LONG
         self._after_bare_lf = False
 
     def receive(self, buf: bytearray) -> Line | BadLine | None:
         """Take one line from the front of ``buf``, or None if none is complete."""
         if not self._skipping and len(buf) >= self._limit and buf.find(b"\n", 0, self._limit) < 0:
             self._skipping = True
+            # RFC 4954 §4: an over-long AUTH line gets 500 5.5.6.
+            auth = bytes(buf[:5]).upper() == b"AUTH "
+            self._skip_reply = (
+                replies.R500_AUTH_LINE_TOO_LONG if auth else replies.R500_LINE_TOO_LONG
+            )
         # When skipping, the end of the overlong line may lie anywhere in ``buf``;
         # the lines after it are pipelined commands and must stay in ``buf``.
         lf = buf.find(b"\n")
@@ -99,7 +105,7 @@ class CommandLineReceiver:
         continued, self._after_bare_lf = self._after_bare_lf, not crlf
         if self._skipping:
             self._skipping = False
-            return BadLine(replies.R500_LINE_TOO_LONG, "command line too long")
+            return BadLine(self._skip_reply, "command line too long")
         if not crlf:
             return BadLine(replies.R500_BARE_NEWLINE, "bare LF in command line")
         if continued:

@@ -179,6 +179,7 @@ class MailServer:
                 starttls=not rules.implicit_tls,
                 require_tls=rules.starttls_required,
                 implicit_tls=rules.implicit_tls,
+                auth=rules.auth_offered,
             )
             ctx = SessionContext(
                 hostname=self.config.server.hostname,

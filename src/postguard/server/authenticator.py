@@ -195,7 +195,19 @@ class AuthExchange:
         found = self.settings.store.get(account)
         if found is None or found.disabled:
             return await self._failed(Failure("account disabled", FailureKind.AUTH_FAILED))
-        self.settings.throttle.record_success(account)
+        throttle = self.settings.throttle
+        if throttle.is_blocked(self.client_ip, account, self.settings.clock()):
+            # SECURITY: a locked account stays locked even for the right password, or
+            # guessing from many addresses would still find it during the lockout.
+            log_event(
+                AuthEvent.BLOCKED,
+                logging.WARNING,
+                session=self.session_id,
+                client=self.client_ip,
+                account=account,
+            )
+            return AuthResult(replies.R421_AUTH_BLOCKED, close=True)
+        throttle.record_success(account)
         log_event(
             AuthEvent.SUCCEEDED,
             session=self.session_id,

@@ -186,6 +186,7 @@ class Connection:
             )
         await self.stream.start_tls(self.tls_context)
         self.engine.tls_established()
+        self.session.tls_established()
         self._note_tls()
 
     def _note_tls(self) -> None:

@@ -93,6 +93,16 @@ class Session:
         """The connection is gone: drop any half-received message."""
         self._drop_transaction()
 
+    def tls_established(self) -> None:
+        """STARTTLS completed: forget everything learnt before it (RFC 3207 §4.2).
+
+        SECURITY: an identity authenticated in plaintext must not carry over into
+        the TLS session (the engine forgets it too).
+        """
+        self._drop_transaction()
+        self.auth_identity = None
+        self._exchange = None
+
     # ------------------------------------------------------------- decisions
 
     async def _decide(self, event: c.Command) -> Reply:
