@@ -271,15 +271,25 @@ def _read(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def running_dovecot() -> Iterator[DovecotServer]:
-    """Start a private Dovecot; stop it and remove its directory afterwards."""
+def running_dovecot(
+    *, lmtp_port: int | None = None, ca: trustme.CA | None = None
+) -> Iterator[DovecotServer]:
+    """Start a private Dovecot; stop it and remove its directory afterwards.
+
+    Args:
+        lmtp_port: the LMTP TCP port to listen on (default: a free one). A test
+            that points postguard at a port first and starts Dovecot there
+            later (an LMTP server that comes back) passes it.
+        ca: the trustme CA to issue the server certificate from (default: a new
+            one), so a client can be configured to trust it before Dovecot runs.
+    """
     binary = require_dovecot()
     root = Path(tempfile.mkdtemp(prefix="pg-dovecot-", dir="/tmp"))
     # Dovecot's unprivileged processes (and the mail owner) must traverse it.
     root.chmod(0o755)
     server: DovecotServer | None = None
     try:
-        ca = trustme.CA()
+        ca = ca or trustme.CA()
         cert = ca.issue_cert("127.0.0.1", "localhost")
         (root / "tls").mkdir(mode=0o700)
         cert.private_key_pem.write_to_path(str(root / "tls" / "key.pem"))
@@ -293,7 +303,7 @@ def running_dovecot() -> Iterator[DovecotServer]:
         uid, gid = mail_owner()
         if os.getuid() == 0:
             os.chown(mail, uid, gid)
-        lmtp_port, imaps_port = free_port(), free_port()
+        lmtp_port, imaps_port = lmtp_port or free_port(), free_port()
         conf = root / "dovecot.conf"
         conf.write_text(_config(root, lmtp_port, imaps_port))
         process = subprocess.Popen(

@@ -82,12 +82,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"postguard: {exc}", file=sys.stderr)
         return EX_CONFIG
     if not (directory / "queue.db").exists():
-        store_missing = args.queue_action in ("list", "stats")
-        if store_missing:
-            print("[]" if getattr(args, "json", False) else "queue is empty")
-            return EX_OK
-        print(f"postguard: no queue in {directory}", file=sys.stderr)
-        return EX_NOUSER
+        # No queue yet (the server never ran here): an empty queue, not an error.
+        action = args.queue_action
+        if action == "list":
+            print("[]" if args.json else "queue is empty")
+        elif action == "stats":
+            _print_stats(QueueStats(0, {}, 0, None, 0), args.json)
+        elif action == "retry" and args.all:
+            print("0 recipient(s) scheduled for immediate retry")
+        else:
+            return _unknown(args.queue_id)
+        return EX_OK
     return asyncio.run(_run(args, SqliteQueueStore(directory)))
 
 
