@@ -229,6 +229,14 @@ class CertificateStore:
             if self._stat_files() != self._signature:
                 self.reload()
 
+    def mark_files_seen(self) -> None:
+        """Accept the files' current metadata as unchanged (after ``chown`` at start-up).
+
+        Dropping privileges hands the files to the service user, which changes their
+        ctime; without this the first poll would reload certificates that did not change.
+        """
+        self._signature = self._stat_files()
+
     def describe(self) -> list[str]:
         """One human-readable line per loaded certificate, for start-up logging."""
         now = dt.datetime.now(dt.UTC)
