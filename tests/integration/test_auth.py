@@ -779,3 +779,15 @@ async def test_token_for_an_address_no_account_owns_is_refused(
     assert json.loads(base64.b64decode(challenge[-1][4:]))["status"] == "invalid_token"
     await dlg.cmd(b64(b"\x01"), expect=AUTH_FAILED)
     await dlg.close()
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN", "CRAM-MD5"])
+async def test_mechanism_switched_off_by_policy_is_534_too_weak(
+    server_factory, accounts_file: Path, alice: TestAccount, mechanism: str
+) -> None:
+    """RFC 4954 §6: 534 5.7.9 when the mechanism is weaker than policy permits."""
+    srv = await server_factory(auth_toml(accounts_file, mechanisms=["SCRAM-SHA-256"]))
+    dlg, ehlo = await over_starttls(srv)
+    assert auth_line(ehlo) is not None and "PLAIN" not in auth_line(ehlo)
+    await dlg.cmd(f"AUTH {mechanism}", expect="534 5.7.9")
+    await dlg.close()

@@ -29,6 +29,10 @@ from ..protocol.server import ServerConnection
 from .authenticator import AuthExchange, AuthResult, AuthSettings
 from .envelope import Envelope, Provenance, Recipient, TlsInfo
 
+# Mechanisms an operator may switch off as too weak ([auth] mechanisms); asking for one of
+# them then gets 534 5.7.9 rather than "unknown mechanism".
+_WEAK_MECHANISMS = frozenset({"CRAM-MD5", "PLAIN", "LOGIN"})
+
 
 @dataclass(frozen=True, slots=True)
 class SessionContext:
@@ -191,6 +195,9 @@ class Session:
             self.close_requested = True
             return replies.R421_AUTH_BLOCKED
         if event.mechanism not in ctx.auth_mechanisms(self.engine.tls_active):
+            if event.mechanism in _WEAK_MECHANISMS and event.mechanism not in auth.enabled:
+                # RFC 4954 §6: a mechanism we know but policy has switched off as too weak.
+                return replies.R534_MECHANISM_TOO_WEAK
             return replies.R504_UNKNOWN_MECHANISM
         self._exchange = AuthExchange(
             auth, event.mechanism, client_ip=self.client_ip, session_id=self.session_id
