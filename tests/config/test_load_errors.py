@@ -308,7 +308,7 @@ def test_bad_value_names_file_and_key(load: Loader, text: str, expected: str) ->
 # (table header or "" for the top level, allowed keys in the order the error lists them)
 TABLES = [
     ("", "server, limits, tls, listener, local, queue, delivery, auth, log"),
-    ("server", "hostname, data_dir, user, group, shutdown_grace"),
+    ("server", "hostname, data_dir, user, group, shutdown_grace, workers"),
     (
         "limits",
         "max_message_size, max_recipients, idle_timeout, command_timeout, data_timeout,"

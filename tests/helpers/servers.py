@@ -32,7 +32,7 @@ BASE_TOML = """\
 data_dir = "{data_dir}"
 hostname = "localhost"
 shutdown_grace = "{grace}"
-
+{server_extra}
 [listener.mx]
 addresses = [{mx_addresses}]
 {mx_tls}{mx_extra}
@@ -54,13 +54,15 @@ def write_config(
     grace: str = "5s",
     mx_addresses: Sequence[str] = ("127.0.0.1:0",),
     listener_toml: Mapping[str, str] | None = None,
+    server_toml: str = "",
 ) -> Path:
     """Write a test configuration; ``extra_toml`` is appended verbatim.
 
     TOML forbids defining a table twice, so settings of the tables written here
     go through keywords: ``mx_addresses`` replaces mx's address list, and
     ``listener_toml`` maps a listener name to extra lines for its table
-    (``{"submission": "allow_plaintext = true"}``).
+    (``{"submission": "allow_plaintext = true"}``); ``server_toml`` adds lines to
+    ``[server]`` (``"workers = 2"``).
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / "postguard.toml"
@@ -71,6 +73,7 @@ def write_config(
             data_dir=data_dir,
             mx_tls=mx,
             grace=grace,
+            server_extra=server_toml.strip() + "\n" if server_toml else "",
             mx_addresses=", ".join(f'"{a}"' for a in mx_addresses),
             mx_extra=extra.get("mx", ""),
             submission_extra=extra.get("submission", ""),

@@ -13,7 +13,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import importlib
+import os
+import signal
 import sys
 from typing import Any
 
@@ -85,8 +88,47 @@ def run(args: argparse.Namespace) -> int:
         print(f"postguard: {exc}", file=sys.stderr)
         server.close_sockets()
         return EX_CONFIG
-    _run_loop(server)
+    children = _fork_workers(server, config.server.workers)
+    if children is None:  # a worker process: serve until the parent tells us to stop
+        _run_loop(server, primary=False)
+        os._exit(EX_OK)
+    _run_loop(server, children=children)
     return EX_OK
+
+
+def _fork_workers(server: MailServer, workers: int) -> list[int] | None:
+    """Fork ``workers - 1`` processes sharing the bound sockets (after privileges dropped).
+
+    Returns:
+        The children's PIDs in the parent, None in a child. No thread or event loop
+        exists yet at this point, which is what makes fork() safe here.
+    """
+    children: list[int] = []
+    for _ in range(workers - 1):
+        pid = os.fork()
+        if pid == 0:
+            _die_with_parent()
+            return None
+        children.append(pid)
+    return children
+
+
+def _die_with_parent() -> None:
+    """Linux: a worker gets SIGKILL when the parent dies, however it dies (kill -9 too).
+
+    Without this, workers of a killed server would keep serving its sockets.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(EX_OK)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
 
 
 def _preload_modules() -> None:
@@ -95,12 +137,17 @@ def _preload_modules() -> None:
             importlib.import_module(name)
 
 
-def _run_loop(server: MailServer) -> None:
+def _run_loop(
+    server: MailServer, *, primary: bool = True, children: list[int] | None = None
+) -> None:
     async def main() -> None:
-        server.install_signal_handlers()
-        await server.start()
-        print("postguard: ready", flush=True)
+        server.install_signal_handlers(forward_to=children or [])
+        await server.start(primary=primary)
+        if primary:
+            print("postguard: ready", flush=True)
         await server.wait_stopped()
+        for pid in children or []:
+            await asyncio.to_thread(_reap, pid)
 
     uvloop = sys.modules.get("uvloop")
     if uvloop is None:

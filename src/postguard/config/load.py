@@ -98,6 +98,7 @@ _SERVER: Mapping[str, Reader] = {
     "user": string(non_empty),
     "group": string(non_empty),
     "shutdown_grace": quantity(parse_duration, "duration", "30s", positive=False),
+    "workers": count(1),
 }
 _LIMITS: Mapping[str, Reader] = {
     "max_message_size": quantity(parse_size, "size", "50MiB", positive=True),

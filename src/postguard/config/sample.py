@@ -94,6 +94,11 @@ _SERVER: tuple[_Entry, ...] = (
     ("user", quote, 'User to run as when started as root; unset means "nobody".'),
     ("group", quote, "Group to run as when started as root; unset means the user's group."),
     ("shutdown_grace", _duration, "On shutdown, time given to sessions and deliveries to end."),
+    (
+        "workers",
+        _integer,
+        "Processes serving the listeners (share the sockets and the queue); 1 per core at most.",
+    ),
 )
 _LIMITS: tuple[_Entry, ...] = (
     ("max_message_size", _size, "Largest message accepted (a size; advertised as SIZE)."),

@@ -150,6 +150,8 @@ class ServerSettings:
         user: User to drop privileges to when started as root; None means ``nobody``.
         group: Group to drop privileges to; None means the user's primary group.
         shutdown_grace: Seconds to let sessions and deliveries finish on shutdown.
+        workers: Processes serving the listeners; they share the listening sockets and
+            the queue store (leases keep their deliveries apart).
     """
 
     hostname: str = DEFAULT_HOSTNAME
@@ -157,6 +159,7 @@ class ServerSettings:
     user: str | None = None
     group: str | None = None
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
+    workers: int = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -109,6 +110,7 @@ class QueueManager:
         self._per_destination: dict[str, asyncio.Semaphore] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        self._recover = True
         self.delivered = 0
 
     # --------------------------------------------------------------- control
@@ -117,8 +119,17 @@ class QueueManager:
         """New work may be due (intake committed a message)."""
         self._wakeup.set()
 
-    def start(self) -> None:
-        """Start the scan loop."""
+    def start(self, *, recover: bool = True) -> None:
+        """Start the scan loop.
+
+        Args:
+            recover: release every lease first (the process that held them is gone).
+                Only the first process of a server does this; worker processes that
+                start beside it must not take their siblings' leases.
+        """
+        # The owner names this process: forked workers must not share one.
+        self.owner = f"{self.hostname}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._recover = recover
         self._loop_task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -153,7 +164,8 @@ class QueueManager:
     async def _run(self) -> None:
         # Leases from before a crash or restart belong to no one now: deliver them again.
         # (With several nodes on one store this becomes "expired leases only".)
-        await self.recover_leases()
+        if self._recover:
+            await self.recover_leases()
         while True:
             try:
                 started = await self._scan()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import signal
 import socket
@@ -278,16 +279,21 @@ class MailServer:
             )
         return agents
 
-    async def start(self) -> None:
-        """Start delivery (recovering leases from a crash) and start accepting connections."""
+    async def start(self, *, primary: bool = True) -> None:
+        """Start delivery (recovering leases from a crash) and start accepting connections.
+
+        Args:
+            primary: this is the first (or only) process; worker processes forked
+                beside it skip the start-up recovery and orphan clean-up.
+        """
         assert self.queue is not None, "bind() first"
         assert self.store is not None
         recovered = (await self.store.stats()).messages
         # Body files of messages that never got their 250 (a crash between the file's
         # rename and the store commit) are orphans.
-        if self.bodies is not None:
+        if self.bodies is not None and primary:
             self.bodies.remove_orphans(await self.store.body_paths())
-        self.queue.start()
+        self.queue.start(recover=primary)
         for listener in self.listeners:
             await listener.start()
             for address in listener.addresses:
@@ -312,12 +318,30 @@ class MailServer:
         )
         return ok
 
-    def install_signal_handlers(self) -> None:
-        """SIGTERM/SIGINT: graceful shutdown; SIGHUP: reload certificates."""
+    def install_signal_handlers(self, forward_to: list[int] | None = None) -> None:
+        """SIGTERM/SIGINT: graceful shutdown; SIGHUP: reload certificates.
+
+        ``forward_to``: worker PIDs that get the same signal (the parent's job).
+        """
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
-        loop.add_signal_handler(signal.SIGINT, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, self.reload_certificates)
+        workers = list(forward_to or [])
+
+        def forward(signum: int) -> None:
+            for pid in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signum)
+
+        def stop() -> None:
+            forward(signal.SIGTERM)
+            self.request_stop()
+
+        def reload() -> None:
+            forward(signal.SIGHUP)
+            self.reload_certificates()
+
+        loop.add_signal_handler(signal.SIGTERM, stop)
+        loop.add_signal_handler(signal.SIGINT, stop)
+        loop.add_signal_handler(signal.SIGHUP, reload)
 
     def request_stop(self) -> None:
         """Begin graceful shutdown (idempotent)."""
