@@ -163,7 +163,9 @@ def _start(
     return proc, port[0], lines
 
 
-def start_postguard(work: Path, concurrency: int, *, group_commit: bool = True) -> Server:
+def start_postguard(
+    work: Path, concurrency: int, *, group_commit: bool = True, workers: int = 1
+) -> Server:
     data = work / "postguard"
     data.mkdir(mode=0o755)
     config = work / "postguard.toml"
@@ -172,6 +174,7 @@ def start_postguard(work: Path, concurrency: int, *, group_commit: bool = True) 
 [server]
 data_dir = "{data}"
 hostname = "localhost"
+workers = {workers}
 
 [limits]
 max_connections = {max(1000, concurrency * 2)}
@@ -475,7 +478,8 @@ def record(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Name
         f"Python {info['python']} on {info['loop']}; postguard at {info['commit']}.",
         f"Load: smtpload, {args.concurrency} sessions, {args.size}-byte messages, "
         f"{args.duration} s measured after {args.warmup} s warm-up, {args.rounds} round(s), "
-        f"pipelining {'on' if args.pipelining else 'off'}, STARTTLS verifying the certificate.",
+        f"pipelining {'on' if args.pipelining else 'off'}, STARTTLS verifying the certificate; "
+        f"postguard with workers = {args.workers}.",
         "",
         *table(rows),
         "",
@@ -498,6 +502,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
     parser.add_argument("--profile", action="store_true", help="py-spy profile of postguard")
     parser.add_argument("--keep", action="store_true", help="keep the data directories")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="postguard [server] workers (processes)"
+    )
     args = parser.parse_args()
     args.mode_list = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = set(args.mode_list) - set(MODES)
@@ -515,7 +522,7 @@ def main() -> int:
     work.chmod(0o755)
     servers: dict[str, Server] = {}
     try:
-        servers["postguard"] = start_postguard(work, args.concurrency)
+        servers["postguard"] = start_postguard(work, args.concurrency, workers=args.workers)
         tls = work / "postguard" / "tls"
         servers["aiosmtpd"] = start_baseline(work, tls / "cert.pem", tls / "key.pem")
         ca = tls / "ca.pem"
