@@ -106,7 +106,8 @@ class AuthThrottle:
             key = account.lower()
             self._accounts.failures(key, now, s.window, s.lockout, s.max_failures_per_account)
             failures = max(failures, self._accounts.add(key, now))
-        return min(s.base_delay * 2 ** (failures - 1), s.max_delay)
+        delay: float = s.base_delay * 2.0 ** (failures - 1)
+        return min(delay, s.max_delay)
 
     def record_success(self, account: str) -> None:
         """A successful login clears the account's count (not the IP's)."""
