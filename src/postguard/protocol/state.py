@@ -107,9 +107,13 @@ EXPECTED_POSITIVE: dict[type[c.Command], frozenset[int]] = {
 }
 
 
+_ANY_2XX = frozenset(range(200, 300))  # built once: next_state runs for every reply
+_NOWHERE: frozenset[State] = frozenset()
+
+
 def is_allowed(command: type[c.Command], state: State) -> bool:
     """Whether ``command`` may be handed to the session in ``state``."""
-    return state in _ALLOWED.get(command, frozenset())
+    return state in _ALLOWED.get(command, _NOWHERE)
 
 
 def next_state(state: State, command: type[c.Command], code: int, *, greeted: bool) -> State:
@@ -123,7 +127,7 @@ def next_state(state: State, command: type[c.Command], code: int, *, greeted: bo
     """
     if code == 421:
         return State.CLOSED  # RFC 5321 §3.8: 421 closes the channel
-    positive = code in EXPECTED_POSITIVE.get(command, frozenset(range(200, 300)))
+    positive = code in EXPECTED_POSITIVE.get(command, _ANY_2XX)
     if command is c.Rset and positive:
         return State.READY if greeted else State.NEED_EHLO
     if code == 334 and command in (c.Auth, c.AuthResponse):
