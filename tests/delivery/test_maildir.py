@@ -234,3 +234,23 @@ def test_return_path_records_the_envelope_sender(agent: MaildirAgent, tmp_path: 
     assert isinstance(outcome[MAILBOX], Delivered)
     [stored] = list((tmp_path / "mail" / "localhost" / "test" / "new").iterdir())
     assert stored.read_bytes().startswith(b"Return-Path: <a@example.org>\r\nSubject: s\r\n")
+
+
+def test_a_large_batch_is_made_durable_with_one_file_system_sync(
+    agent: MaildirAgent, tmp_path: Path
+) -> None:
+    """From SYNCFS_MIN_BATCH messages on, copies skip their own fsync and one syncfs(2)
+    flushes the batch; every copy is still stored exactly."""
+    from postguard.delivery import maildir as module
+
+    assert module._syncfs is not None, "syncfs(2) should be available on Linux"
+    items = [
+        (f"Subject: {n}\r\n\r\nbody {n}\r\n".encode(), [MAILBOX], "a@example.org")
+        for n in range(module.SYNCFS_MIN_BATCH * 3)
+    ]
+    results = agent.deliver_batch(items)
+    assert all(r == {MAILBOX: Delivered()} for r in results)
+    new = tmp_path / "mail" / "localhost" / "test" / "new"
+    stored = sorted(p.read_bytes() for p in new.iterdir())
+    expected = sorted(b"Return-Path: <a@example.org>\r\n" + content for content, _, _ in items)
+    assert stored == expected

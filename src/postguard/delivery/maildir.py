@@ -10,12 +10,14 @@ Must not: read or change the queue; it only returns outcomes.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import itertools
 import os
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ..protocol.replies import Reply
@@ -26,6 +28,38 @@ _R452_STORAGE = Reply.of(452, "4.3.1", "Insufficient system storage")
 _R451_LOCAL = Reply.of(451, "4.3.0", "Local delivery error")
 _R550_BAD_MAILBOX = Reply.of(550, "5.1.1", "Mailbox unavailable")
 _counter = itertools.count()
+SYNCFS_MIN_BATCH = 4  # below this, per-file fsyncs cost less than flushing the file system
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """libc's syncfs(2) (Linux), or None where it is not available."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        function: Callable[[int], int] = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    return function
+
+
+_syncfs = _load_syncfs()
+
+
+def _sync_file_system(path: Path) -> None:
+    """Flush every dirty page and inode of the file system holding ``path``.
+
+    Raises:
+        OSError: the flush failed (Linux ≥ 5.8 reports writeback errors here).
+    """
+    assert _syncfs is not None
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+    finally:
+        os.close(fd)
+
+
 MAX_NAME_OCTETS = 255  # NAME_MAX of every Linux file system we write Maildirs on
 
 
@@ -72,28 +106,42 @@ class MaildirAgent:
         return self.deliver_batch([(content, mailboxes, reverse_path)])[0]
 
     def deliver_batch(self, items: list[tuple[bytes, list[str], str]]) -> list[dict[str, Outcome]]:
-        """Deliver several messages at once: one ``new/`` fsync per mailbox for the batch.
+        """Deliver several messages at once, making the whole batch durable together.
+
+        Small batches: each file is fsync'd, then each ``new/`` directory once. From
+        :data:`SYNCFS_MIN_BATCH` messages on (a loaded queue): the files are written
+        and renamed without fsync, then one ``syncfs(2)`` flushes the file system —
+        data and renames — so a batch of 50 pays one flush instead of 50.
 
         Args:
             items: (content, mailboxes, reverse_path) per message.
 
         Returns:
             One outcome mapping per item, in order. A copy counts as Delivered only
-            after its file and its ``new/`` directory were fsync'd.
+            once it is on stable storage.
         """
+        use_syncfs = len(items) >= SYNCFS_MIN_BATCH and _syncfs is not None
         results: list[dict[str, Outcome]] = []
         pending: dict[Path, list[tuple[int, str, Path]]] = {}
         for index, (content, mailboxes, reverse_path) in enumerate(items):
             copy = f"Return-Path: <{reverse_path}>\r\n".encode() + content
             outcomes: dict[str, Outcome] = {}
             for mailbox in dict.fromkeys(mailboxes):
-                stored = self._store(copy, mailbox)
+                stored = self._store(copy, mailbox, fsync=not use_syncfs)
                 if isinstance(stored, Path):
                     pending.setdefault(stored.parent, []).append((index, mailbox, stored))
                     outcomes[mailbox] = Delivered()
                 else:
                     outcomes[mailbox] = stored
             results.append(outcomes)
+        if use_syncfs and pending:
+            try:
+                _sync_file_system(self.root)
+            except OSError as exc:
+                for entries in pending.values():
+                    for index, mailbox, _path in entries:
+                        results[index][mailbox] = TemporaryFailure(_R451_LOCAL, f"{mailbox}: {exc}")
+            return results
         for new_dir, entries in pending.items():
             try:
                 fsync_directory(new_dir)
@@ -102,8 +150,9 @@ class MaildirAgent:
                     results[index][mailbox] = TemporaryFailure(_R451_LOCAL, f"{mailbox}: {exc}")
         return results
 
-    def _store(self, content: bytes, mailbox: str) -> Path | Outcome:
-        """Write one copy into tmp/, fsync it and rename it into new/ (no directory fsync)."""
+    def _store(self, content: bytes, mailbox: str, *, fsync: bool = True) -> Path | Outcome:
+        """Write one copy into tmp/ (fsync'd unless the caller syncs the file system) and
+        rename it into new/ (no directory fsync)."""
         try:
             path = maildir_path(self.root, mailbox)
         except ValueError as exc:
@@ -119,7 +168,8 @@ class MaildirAgent:
                 view = memoryview(content)
                 while view:
                     view = view[os.write(fd, view) :]
-                os.fsync(fd)
+                if fsync:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
             final = path / "new" / name
