@@ -319,7 +319,7 @@ TABLES = [
     ("listener.mx", "enabled, addresses, tls, auth"),
     ("listener.submission", "enabled, addresses, allow_plaintext"),
     ("listener.submissions", "enabled, addresses"),
-    ("local", "domains, mailboxes, aliases, maildir_root"),
+    ("local", "domains, mailboxes, aliases, maildir_root, mailbox_quota"),
     (
         "queue",
         "first_retry, max_backoff, max_lifetime, delay_warning, min_free_disk, concurrency,"

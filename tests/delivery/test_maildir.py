@@ -254,3 +254,28 @@ def test_a_large_batch_is_made_durable_with_one_file_system_sync(
     stored = sorted(p.read_bytes() for p in new.iterdir())
     expected = sorted(b"Return-Path: <a@example.org>\r\n" + content for content, _, _ in items)
     assert stored == expected
+
+
+def test_delivery_over_the_mailbox_quota_is_a_permanent_552_5_2_2(tmp_path: Path) -> None:
+    agent = MaildirAgent(tmp_path / "mail", quota=1000)
+    content = b"Subject: q\r\n\r\n" + b"x" * 250 + b"\r\n"  # + Return-Path: about 290 octets
+    outcomes = [agent.deliver(content, [MAILBOX])[MAILBOX] for _ in range(4)]
+    assert outcomes[:3] == [Delivered()] * 3
+    assert isinstance(outcomes[3], PermanentFailure)
+    assert (outcomes[3].reply.code, outcomes[3].reply.enhanced) == (552, "5.2.2")
+    new = tmp_path / "mail" / "localhost" / "test" / "new"
+    assert len(list(new.iterdir())) == 3
+
+
+def test_quota_counts_mail_already_in_the_mailbox(tmp_path: Path) -> None:
+    maildir = tmp_path / "mail" / "localhost" / "test"
+    for sub in ("tmp", "new", "cur"):
+        (maildir / sub).mkdir(parents=True)
+    (maildir / "cur" / "1.M1P1.host,S=900:2,S").write_bytes(b"y" * 900)
+    (maildir / "new" / "2.M2P2.host").write_bytes(b"z" * 50)  # no S=: stat'ed instead
+    agent = MaildirAgent(tmp_path / "mail", quota=1000)
+    outcome = agent.deliver(b"Subject: q\r\n\r\n" + b"b" * 100, [MAILBOX])[MAILBOX]
+    assert isinstance(outcome, PermanentFailure)
+    assert MaildirAgent(tmp_path / "mail", quota=2000).deliver(b"s\r\n", [MAILBOX]) == {
+        MAILBOX: Delivered()
+    }

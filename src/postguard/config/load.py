@@ -139,6 +139,7 @@ _LOCAL: Mapping[str, Reader] = {
     "mailboxes": array(normalize_mailbox),
     "aliases": lambda table, name: table.table(name),
     "maildir_root": _path,
+    "mailbox_quota": quantity(parse_size, "size", "1GiB", positive=False),
 }
 _QUEUE: Mapping[str, Reader] = {
     "first_retry": quantity(parse_duration, "duration", "5m", positive=True),
@@ -292,8 +293,9 @@ def _read_local(table: Table, data_dir: Path) -> LocalSettings:
     values = read_section(table, _LOCAL)
     aliases_table: Table = values.pop("aliases", table.table("aliases"))
     maildir_root = data_dir / values.pop("maildir_root", DEFAULT_MAILDIR_NAME)
+    quota: int = values.pop("mailbox_quota", 0)
     if not values and "aliases" not in table:
-        return LocalSettings(maildir_root=maildir_root)
+        return LocalSettings(maildir_root=maildir_root, mailbox_quota=quota)
     # The development defaults apply as a set (see LocalSettings): once the file configures
     # local delivery, whatever it leaves out is empty rather than "localhost".
     domains: tuple[str, ...] = values.get("domains", ())
@@ -327,6 +329,7 @@ def _read_local(table: Table, data_dir: Path) -> LocalSettings:
         mailboxes=mailboxes,
         aliases=MappingProxyType(aliases),
         maildir_root=maildir_root,
+        mailbox_quota=quota,
     )
 
 

@@ -137,6 +137,11 @@ _LOCAL: tuple[_Entry, ...] = (
     ("domains", _strings, "Domains delivered here (lowercase; IDNs as xn--)."),
     ("mailboxes", _strings, "Addresses with a mailbox; each in one of the domains above."),
     ("maildir_root", _path, "One Maildir per mailbox under here. Relative paths: to data_dir."),
+    (
+        "mailbox_quota",
+        _size,
+        'Most a Maildir may hold; a delivery past it bounces (552 5.2.2). "0B": no quota.',
+    ),
 )
 _AUTH: tuple[_Entry, ...] = (
     (

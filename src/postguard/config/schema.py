@@ -272,12 +272,15 @@ class LocalSettings:
         mailboxes: Lowercase addresses with a Maildir; each in one of `domains`.
         aliases: Lowercase alias address -> mailbox in `mailboxes` (read-only mapping).
         maildir_root: Absolute directory holding one Maildir per mailbox.
+        mailbox_quota: Octets one Maildir may hold (0: no quota); a delivery that would
+            exceed it bounces with 552 5.2.2.
     """
 
     domains: tuple[str, ...] = ("localhost",)
     mailboxes: tuple[str, ...] = ("test@localhost",)
     aliases: Mapping[str, str] = field(default_factory=_default_aliases, hash=False)
     maildir_root: Path
+    mailbox_quota: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -27,6 +27,8 @@ from .base import Delivered, Outcome, PermanentFailure, TemporaryFailure
 _R452_STORAGE = Reply.of(452, "4.3.1", "Insufficient system storage")
 _R451_LOCAL = Reply.of(451, "4.3.0", "Local delivery error")
 _R550_BAD_MAILBOX = Reply.of(550, "5.1.1", "Mailbox unavailable")
+_R552_MAILBOX_FULL = Reply.of(552, "5.2.2", "Mailbox full")  # RFC 3463: mailbox full
+USAGE_RESCAN_SECONDS = 300.0  # re-count a mailbox now and then (clients delete mail)
 _counter = itertools.count()
 SYNCFS_MIN_BATCH = 4  # below this, per-file fsyncs cost less than flushing the file system
 
@@ -90,8 +92,12 @@ class MaildirAgent:
 
     name = "maildir"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, quota: int = 0) -> None:
         self.root = root
+        self.quota = quota
+        # Octets per Maildir, counted from the ",S=<size>" in file names (no stat per
+        # file), refreshed every USAGE_RESCAN_SECONDS, increased as we deliver.
+        self._usage: dict[Path, tuple[float, int]] = {}
         self._ready: set[Path] = set()  # Maildirs known to exist (mkdir once, not per copy)
         self._host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
 
@@ -157,6 +163,8 @@ class MaildirAgent:
             path = maildir_path(self.root, mailbox)
         except ValueError as exc:
             return PermanentFailure(_R550_BAD_MAILBOX, str(exc))
+        if self.quota and self._usage_of(path) + len(content) > self.quota:
+            return PermanentFailure(_R552_MAILBOX_FULL, f"{mailbox}: over its quota")
         name = self._unique_name(len(content))
         tmp = path / "tmp" / name
         try:
@@ -174,6 +182,9 @@ class MaildirAgent:
                 os.close(fd)
             final = path / "new" / name
             os.rename(tmp, final)
+            if self.quota:
+                counted, used = self._usage[path]
+                self._usage[path] = (counted, used + len(content))
         except OSError as exc:
             self._ready.discard(path)  # it may have been removed: check again next time
             with contextlib.suppress(OSError):
@@ -181,6 +192,23 @@ class MaildirAgent:
             reply = _R452_STORAGE if exc.errno in (errno.ENOSPC, errno.EDQUOT) else _R451_LOCAL
             return TemporaryFailure(reply, f"{mailbox}: {exc}")
         return final
+
+    def _usage_of(self, path: Path) -> int:
+        now = time.monotonic()
+        cached = self._usage.get(path)
+        if cached is not None and now - cached[0] < USAGE_RESCAN_SECONDS:
+            return cached[1]
+        used = 0
+        for sub in ("new", "cur"):
+            with contextlib.suppress(OSError), os.scandir(path / sub) as entries:
+                for entry in entries:
+                    size = _size_from_name(entry.name)
+                    if size is None:
+                        with contextlib.suppress(OSError):
+                            size = entry.stat().st_size
+                    used += size or 0
+        self._usage[path] = (now, used)
+        return used
 
     def _unique_name(self, size: int) -> str:
         now = time.time()
@@ -190,3 +218,12 @@ class MaildirAgent:
             f"{sec}.M{usec}P{os.getpid()}Q{next(_counter)}R{secrets.token_hex(4)}"
             f".{self._host},S={size}"
         )
+
+
+def _size_from_name(name: str) -> int | None:
+    """The ",S=<octets>" of a Maildir file name (Maildir++), if present."""
+    _, sep, rest = name.partition(",S=")
+    if not sep:
+        return None
+    digits = rest.split(",", 1)[0].split(":", 1)[0]
+    return int(digits) if digits.isdigit() else None

@@ -264,7 +264,10 @@ class MailServer:
         )
 
     def _delivery_agents(self) -> dict[str, DeliveryAgent]:
-        agents: dict[str, DeliveryAgent] = {"maildir": MaildirAgent(self.config.local.maildir_root)}
+        local = self.config.local
+        agents: dict[str, DeliveryAgent] = {
+            "maildir": MaildirAgent(local.maildir_root, quota=local.mailbox_quota)
+        }
         lmtp = self.config.delivery.lmtp
         if lmtp is not None:
             host, port = lmtp.address if lmtp.address is not None else (None, 24)
