@@ -13,79 +13,23 @@ for root "read-only" is a read-only remount of that tmpfs; other users get a 050
 
 from __future__ import annotations
 
-import errno
 import os
-import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from helpers.tmpfs import Tmpfs, mount_tmpfs
 from postguard.delivery.base import Delivered, PermanentFailure, TemporaryFailure
 from postguard.delivery.maildir import MaildirAgent, ensure_maildir, maildir_path
 
 MAILBOX = "test@localhost"
-TMPFS_SIZE = "512k"
-FILL_CHUNK_OCTETS = 64 * 1024
-
-
-class Tmpfs:
-    """A small tmpfs mounted for one test; unmounted by the fixture."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.filler = path / "filler"
-
-    def fill(self) -> None:
-        """Write a filler file until the file system reports ENOSPC."""
-        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            for size in (FILL_CHUNK_OCTETS, 4096, 1):
-                chunk = b"\0" * size
-                while True:
-                    try:
-                        os.write(fd, chunk)
-                    except OSError as exc:
-                        assert exc.errno == errno.ENOSPC, exc
-                        break
-        finally:
-            os.close(fd)
-
-    def free(self) -> None:
-        self.filler.unlink(missing_ok=True)
-
-    def remount(self, mode: str) -> None:
-        subprocess.run(["mount", "-o", f"remount,{mode}", str(self.path)], check=True)
-
-
-def mount_tmpfs(path: Path) -> Iterator[Tmpfs]:
-    """Mount a small tmpfs at ``path`` for the duration of the generator."""
-    if os.geteuid() != 0:
-        pytest.skip(
-            "SKIPPED LOUDLY: mounting a tmpfs to fill the disk needs root "
-            "(CI runs as root, so this runs there)"
-        )
-    path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0755", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        message = f"cannot mount a tmpfs at {path}: {done.stderr.strip()}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(f"SKIPPED LOUDLY: {message}")
-    try:
-        yield Tmpfs(path)
-    finally:
-        subprocess.run(["umount", str(path)], check=True)
 
 
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Tmpfs]:
-    yield from mount_tmpfs(tmp_path / "tmpfs")
+    yield from mount_tmpfs(tmp_path / "tmpfs", mode="0755")
 
 
 @pytest.fixture

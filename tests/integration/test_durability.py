@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import errno
 import logging
 import os
 import re
@@ -47,6 +46,7 @@ import pytest
 
 from helpers.dialogue import Dialogue
 from helpers.servers import ServerInfo, SubprocessServer, start_in_process, start_subprocess
+from helpers.tmpfs import Tmpfs, mount_tmpfs
 
 SENDERS = 8
 MESSAGES_PER_CONNECTION = 5
@@ -58,8 +58,6 @@ ACKS_TIMEOUT_SECONDS = 90.0
 DELIVERY_TIMEOUT_SECONDS = 90.0
 SENDERS_EXIT_TIMEOUT_SECONDS = 30.0
 POLL_INTERVAL_SECONDS = 0.05
-TMPFS_SIZE = "512k"
-FILL_CHUNK_OCTETS = 64 * 1024
 MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*<([^>\r\n]+)>", re.IGNORECASE | re.MULTILINE)
 QUEUED_AS = re.compile(r"queued as ([0-9A-Z]{16})")
 
@@ -126,58 +124,6 @@ def postguard_records(caplog: pytest.LogCaptureFixture) -> Iterator[list[logging
     finally:
         logger.removeHandler(caplog.handler)
         logger.propagate, logger.level = saved
-
-
-class Tmpfs:
-    """A small tmpfs mounted for one test; unmounted when its generator closes."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.filler = path / "filler"
-
-    def fill(self) -> None:
-        """Write a filler file until the file system reports ENOSPC."""
-        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            for size in (FILL_CHUNK_OCTETS, 4096, 1):
-                chunk = b"\0" * size
-                while True:
-                    try:
-                        os.write(fd, chunk)
-                    except OSError as exc:
-                        assert exc.errno == errno.ENOSPC, exc
-                        break
-        finally:
-            os.close(fd)
-
-    def free(self) -> None:
-        self.filler.unlink(missing_ok=True)
-
-    def remount(self, mode: str) -> None:
-        subprocess.run(["mount", "-o", f"remount,{mode}", str(self.path)], check=True)
-
-
-def mount_tmpfs(path: Path) -> Iterator[Tmpfs]:
-    if os.geteuid() != 0:
-        pytest.skip(
-            "SKIPPED LOUDLY: mounting a tmpfs to fill the disk needs root "
-            "(CI runs as root, so this runs there)"
-        )
-    path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0700", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        message = f"cannot mount a tmpfs at {path}: {done.stderr.strip()}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(f"SKIPPED LOUDLY: {message}")
-    try:
-        yield Tmpfs(path)
-    finally:
-        subprocess.run(["umount", str(path)], check=True)
 
 
 @pytest.fixture
