@@ -192,6 +192,13 @@ class Session:
         if ctx.rules.auth_requires_tls and not self.engine.tls_active:
             return replies.R538_ENCRYPTION_REQUIRED  # RFC 4954 §4
         if auth.throttle.is_blocked(self.client_ip, None, auth.clock()):
+            log_event(
+                AuthEvent.BLOCKED,
+                logging.WARNING,
+                session=self.session_id,
+                client=self.client_ip,
+                mechanism=event.mechanism,
+            )
             self.close_requested = True
             return replies.R421_AUTH_BLOCKED
         if event.mechanism not in ctx.auth_mechanisms(self.engine.tls_active):
