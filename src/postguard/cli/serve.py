@@ -23,6 +23,8 @@ from typing import Any
 from ..config import ConfigError, default_config, load_config, render_sample
 from ..config.schema import Config
 from ..observability import logging as pg_logging
+from ..observability.events import ServerEvent
+from ..observability.logging import log_event
 from ..server.app import MailServer
 from ..server.privileges import PrivilegeError, drop_privileges
 from ..tls.certstore import CertificateError
@@ -78,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     _print_banner(server, args.config is None)
     _preload_modules()
     try:
-        drop_privileges(
+        user = drop_privileges(
             config.server.user,
             config.server.group,
             config.server.data_dir,
@@ -88,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"postguard: {exc}", file=sys.stderr)
         server.close_sockets()
         return EX_CONFIG
+    if user is not None:
+        log_event(ServerEvent.PRIVILEGES_DROPPED, user=user)
     children = _fork_workers(server, config.server.workers)
     if children is None:  # a worker process: serve until the parent tells us to stop
         _run_loop(server, primary=False)

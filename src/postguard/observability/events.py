@@ -34,7 +34,6 @@ class AuthEvent(Enum):
     FAILED = "auth.failed"
     BLOCKED = "auth.blocked"
     SENDER_REFUSED = "auth.sender_refused"
-    ACCOUNTS_RELOADED = "auth.accounts_reloaded"
     ACCOUNTS_WARNING = "auth.accounts_warning"
 
 

@@ -20,18 +20,26 @@ _SECRET_FIELDS = frozenset({"password", "secret", "token", "payload", "initial_r
 _FIELDS_ATTR = "pg_fields"
 
 
-def log_event(event: Enum, level: int = logging.INFO, /, **fields: Any) -> None:
+def log_event(
+    event: Enum, level: int = logging.INFO, /, *, exc_info: bool = False, **fields: Any
+) -> None:
     """Log one structured event.
 
     Args:
         event: a member of a catalogue in ``observability/events.py``.
         level: the logging level.
+        exc_info: attach the exception being handled (its traceback goes to the log only).
         **fields: structured context; values must be JSON-serialisable.
     """
     if not LOGGER.isEnabledFor(level):
         return
     clean = {k: v for k, v in fields.items() if k not in _SECRET_FIELDS and v is not None}
-    LOGGER.log(level, str(event.value), extra={_FIELDS_ATTR: clean, "pg_event": event.value})
+    LOGGER.log(
+        level,
+        str(event.value),
+        exc_info=exc_info,
+        extra={_FIELDS_ATTR: clean, "pg_event": event.value},
+    )
 
 
 class JsonFormatter(logging.Formatter):

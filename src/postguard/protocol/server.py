@@ -274,11 +274,6 @@ class ServerConnection:
         if not is_allowed(command, self.state):
             raise self._violation(otherwise, f"{command.__name__} in state {self.state.name}")
 
-    def _sequence_reply(self) -> Reply:
-        if self.state is State.NEED_EHLO:
-            return replies.R503_EHLO_FIRST
-        return replies.R503_BAD_SEQUENCE
-
     def _no_argument(self, arg: str, verb: str) -> None:
         if arg.strip():
             raise self._violation(replies.R501_NO_PARAMETERS, f"{verb} takes no parameters")

@@ -12,8 +12,6 @@ import secrets
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_ID_CHARS = frozenset(_ALPHABET)
-QUEUE_ID_LENGTH = 16
 
 
 def new_queue_id() -> str:
@@ -22,8 +20,3 @@ def new_queue_id() -> str:
     rnd = int.from_bytes(secrets.token_bytes(4), "big")  # 30 of its 32 bits are used
     value = (ms << 30) | (rnd & ((1 << 30) - 1))
     return "".join(_ALPHABET[(value >> (5 * i)) & 31] for i in range(15, -1, -1))
-
-
-def is_queue_id(text: str) -> bool:
-    """Whether ``text`` is a well-formed queue ID (validate before using as a path)."""
-    return len(text) == QUEUE_ID_LENGTH and set(text) <= _ID_CHARS

@@ -34,8 +34,10 @@ from ..intake.intake import Intake
 from ..observability.events import AuthEvent, ServerEvent, TlsEvent
 from ..observability.logging import log_event
 from ..policy.auth_throttle import AuthThrottle, ThrottleSettings
+from ..policy.decision import Accept
 from ..policy.relay import LocalRecipients
 from ..policy.submission import ListenerRules
+from ..protocol.grammar import GrammarError, parse_mailbox
 from ..protocol.options import ServerOptions
 from ..queue.bodies import BodyFiles
 from ..queue.fsync import write_file_durably
@@ -208,7 +210,7 @@ class MailServer:
                     limiter=limiter,
                     timeouts=timeouts,
                     tls_context=self.certificates.ssl_context,
-                    server_name_of=server_name_of,  # type: ignore[arg-type]
+                    server_name_of=server_name_of,
                 )
             )
 
@@ -389,9 +391,6 @@ def _local_route(
     recipients: LocalRecipients, config: Config, address: str
 ) -> tuple[str, str] | None:
     """Where a DSN to ``address`` goes: (mailbox, route) if local, else None (relay)."""
-    from ..policy.decision import Accept
-    from ..protocol.grammar import GrammarError, parse_mailbox
-
     try:
         parsed = parse_mailbox(address, utf8=True)
     except GrammarError:

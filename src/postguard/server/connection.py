@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..net.errors import Interrupted, NetError, PeerClosed, ReadTimeout, TlsHandshakeFailed
@@ -66,7 +67,7 @@ class Connection:
         *,
         timeouts: Timeouts,
         tls_context: ssl.SSLContext | None,
-        server_name_of: object = None,
+        server_name_of: Callable[[ssl.SSLObject], str | None] | None = None,
     ) -> None:
         self.stream = stream
         self.engine = engine
@@ -106,9 +107,7 @@ class Connection:
         except (PeerClosed, NetError):
             pass
         except Exception:
-            logging.getLogger("postguard").exception(
-                "session crashed", extra={"pg_fields": {"session": sid}}
-            )
+            log_event(SmtpEvent.SESSION_CRASHED, logging.ERROR, exc_info=True, session=sid)
             self._write(replies.R451_LOCAL_ERROR.render())
         finally:
             self.session.close()
@@ -192,7 +191,7 @@ class Connection:
     def _note_tls(self) -> None:
         ssl_object = self.stream.get_extra_info("ssl_object")
         lookup = self._server_name_of
-        sni = lookup(ssl_object) if callable(lookup) and ssl_object is not None else None
+        sni = lookup(ssl_object) if lookup is not None and ssl_object is not None else None
         self.session.tls = tls_info(ssl_object, sni)
         if self.session.tls is not None:
             t = self.session.tls

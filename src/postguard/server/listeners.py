@@ -89,7 +89,7 @@ class Listener:
         limiter: ConnectionLimiter,
         timeouts: Timeouts,
         tls_context: ssl.SSLContext | None,
-        server_name_of: Callable[[object], str | None] | None = None,
+        server_name_of: Callable[[ssl.SSLObject], str | None] | None = None,
     ) -> None:
         self.ctx = ctx
         self.name = ctx.rules.name

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from ..intake.intake import Intake, IntakeError, Submission
 from ..observability.events import AuthEvent, SmtpEvent
-from ..observability.logging import log_event
+from ..observability.logging import LOGGER, log_event
 from ..policy.decision import Accept, Reject
 from ..policy.relay import LocalRecipients
 from ..policy.sender_auth import check_sender
@@ -329,9 +330,11 @@ class Session:
         log_event(event, logging.INFO, session=self.session_id, reply=str(reply), detail=detail)
 
     def _log_command(self, event: c.Command, reply: Reply) -> None:
+        if not LOGGER.isEnabledFor(logging.INFO):
+            return  # per command: skip building the fields when nobody reads them
         if isinstance(event, c.RcptTo) and reply.code >= 400:
             return  # already logged with its detail
-        fields: dict[str, object] = {"command": type(event).__name__, "reply": reply.code}
+        fields: dict[str, Any] = {"command": type(event).__name__, "reply": reply.code}
         if isinstance(event, c.MailFrom):
             fields["mail_from"] = str(event.reverse_path or "<>")
         elif isinstance(event, c.RcptTo):
