@@ -1,10 +1,18 @@
-"""Local Maildir delivery: layout, exact bytes, unique names, unsafe names, storage errors.
+"""Local Maildir delivery: layout, exact bytes, unique names, unsafe names, storage errors,
+idempotent redelivery.
 
 Covers ``postguard.delivery.maildir.MaildirAgent`` on real directories: a delivery
 creates ``tmp/``, ``new/`` and ``cur/``, leaves exactly the given bytes in ``new/`` (and
 nothing in ``tmp/``), 1000 deliveries get 1000 distinct names, a mailbox name that could
 escape the Maildir root is a permanent failure (550 5.1.1) that creates nothing, a full
 file system is a temporary failure 452 4.3.1 and any other storage error 451 4.3.0.
+
+Idempotency: an item with a key (the queue ID) is stored under the deterministic name
+``<received_at>.Q<key>.<host>,S=<size>``; delivering it again finds that copy in ``new/``
+(or, when the item says ``redelivery``, in ``cur/`` where an IMAP server moved it) and
+stores nothing more, in small batches and in syncfs batches, without counting its size
+twice against the quota. Without the flag a copy moved to ``cur/`` gets a second copy
+(the documented cost), and a key that is not a safe name falls back to a random name.
 
 Full and read-only file systems are real: a 512 KiB tmpfs mounted for the test (root only;
 CI runs as root; elsewhere these tests skip and say why). Root ignores permission bits, so
@@ -14,6 +22,8 @@ for root "read-only" is a read-only remount of that tmpfs; other users get a 050
 from __future__ import annotations
 
 import os
+import re
+import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,7 +31,13 @@ from pathlib import Path
 import pytest
 
 from helpers.tmpfs import Tmpfs, mount_tmpfs
-from postguard.delivery.base import Delivered, PermanentFailure, TemporaryFailure
+from postguard.delivery import maildir as maildir_module
+from postguard.delivery.base import (
+    Delivered,
+    DeliveryItem,
+    PermanentFailure,
+    TemporaryFailure,
+)
 from postguard.delivery.maildir import MaildirAgent, ensure_maildir, maildir_path
 
 MAILBOX = "test@localhost"
@@ -185,18 +201,16 @@ def test_a_large_batch_is_made_durable_with_one_file_system_sync(
 ) -> None:
     """From SYNCFS_MIN_BATCH messages on, copies skip their own fsync and one syncfs(2)
     flushes the batch; every copy is still stored exactly."""
-    from postguard.delivery import maildir as module
-
-    assert module._syncfs is not None, "syncfs(2) should be available on Linux"
+    assert maildir_module._syncfs is not None, "syncfs(2) should be available on Linux"
     items = [
-        (f"Subject: {n}\r\n\r\nbody {n}\r\n".encode(), [MAILBOX], "a@example.org")
-        for n in range(module.SYNCFS_MIN_BATCH * 3)
+        DeliveryItem(f"Subject: {n}\r\n\r\nbody {n}\r\n".encode(), [MAILBOX], "a@example.org")
+        for n in range(maildir_module.SYNCFS_MIN_BATCH * 3)
     ]
     results = agent.deliver_batch(items)
     assert all(r == {MAILBOX: Delivered()} for r in results)
     new = tmp_path / "mail" / "localhost" / "test" / "new"
     stored = sorted(p.read_bytes() for p in new.iterdir())
-    expected = sorted(b"Return-Path: <a@example.org>\r\n" + content for content, _, _ in items)
+    expected = sorted(b"Return-Path: <a@example.org>\r\n" + item.content for item in items)
     assert stored == expected
 
 
@@ -223,3 +237,185 @@ def test_quota_counts_mail_already_in_the_mailbox(tmp_path: Path) -> None:
     assert MaildirAgent(tmp_path / "mail", quota=2000).deliver(b"s\r\n", [MAILBOX]) == {
         MAILBOX: Delivered()
     }
+
+
+# ------------------------------------------------------------- idempotent redelivery
+
+RECEIVED_AT = 1_700_000_000.75
+HOST = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+RANDOM_NAME = re.compile(r"\d+\.M\d+P\d+Q\d+R[0-9a-f]{8}\..+,S=\d+")
+
+
+def keyed(
+    key: str, content: bytes = b"Subject: k\r\n\r\nbody\r\n", *, redelivery: bool = False
+) -> DeliveryItem:
+    return DeliveryItem(content, [MAILBOX], "a@example.org", key, RECEIVED_AT, redelivery)
+
+
+def stored_copy(item: DeliveryItem) -> bytes:
+    return f"Return-Path: <{item.reverse_path}>\r\n".encode() + item.content
+
+
+def keyed_name(item: DeliveryItem) -> str:
+    return f"{int(item.received_at)}.Q{item.key}.{HOST},S={len(stored_copy(item))}"
+
+
+def maildir_of(tmp_path: Path) -> Path:
+    return tmp_path / "mail" / "localhost" / "test"
+
+
+def test_same_key_delivered_twice_leaves_one_copy_under_the_deterministic_name(
+    agent: MaildirAgent, tmp_path: Path
+) -> None:
+    item = keyed("01M8H2Z36AATPC19")
+    maildir = maildir_of(tmp_path)
+    assert agent.deliver_batch([item]) == [{MAILBOX: Delivered()}]
+    [first] = list((maildir / "new").iterdir())
+    first_inode = first.stat().st_ino
+
+    assert agent.deliver_batch([item]) == [{MAILBOX: Delivered()}]
+
+    [stored] = list((maildir / "new").iterdir())
+    assert stored.stat().st_ino == first_inode  # kept, not replaced (as rename(2) would)
+    assert stored.name == f"1700000000.Q01M8H2Z36AATPC19.{HOST},S={len(stored_copy(item))}"
+    assert stored.read_bytes() == stored_copy(item)
+    assert list((maildir / "tmp").iterdir()) == []
+    assert list((maildir / "cur").iterdir()) == []
+
+
+def test_redelivery_finds_the_copy_an_imap_server_moved_to_cur(
+    agent: MaildirAgent, tmp_path: Path
+) -> None:
+    item = keyed("Q1")
+    assert agent.deliver_batch([item]) == [{MAILBOX: Delivered()}]
+    maildir = maildir_of(tmp_path)
+    seen = maildir / "cur" / f"{keyed_name(item)}:2,S"
+    os.rename(maildir / "new" / keyed_name(item), seen)
+
+    again = keyed("Q1", redelivery=True)
+    assert agent.deliver_batch([again]) == [{MAILBOX: Delivered()}]
+
+    assert list((maildir / "new").iterdir()) == []
+    assert list((maildir / "tmp").iterdir()) == []
+    assert list((maildir / "cur").iterdir()) == [seen]
+    assert seen.read_bytes() == stored_copy(item)
+
+
+def test_without_the_redelivery_flag_a_copy_moved_to_cur_gets_a_second_copy(
+    agent: MaildirAgent, tmp_path: Path
+) -> None:
+    """The documented cost of not reading cur/ on every delivery."""
+    item = keyed("Q1")
+    assert agent.deliver_batch([item]) == [{MAILBOX: Delivered()}]
+    maildir = maildir_of(tmp_path)
+    os.rename(maildir / "new" / keyed_name(item), maildir / "cur" / f"{keyed_name(item)}:2,S")
+
+    assert agent.deliver_batch([keyed("Q1", redelivery=False)]) == [{MAILBOX: Delivered()}]
+
+    [second] = list((maildir / "new").iterdir())
+    assert second.name == keyed_name(item)
+    assert second.read_bytes() == stored_copy(item)
+    assert len(list((maildir / "cur").iterdir())) == 1
+
+
+BAD_KEYS = ["../x", "a/b", "", "a:b", "a.b", "x" * (maildir_module.MAX_KEY_CHARS + 1)]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS, ids=[repr(k[:10]) for k in BAD_KEYS])
+def test_a_key_that_is_not_a_safe_name_falls_back_to_a_random_name(
+    agent: MaildirAgent, tmp_path: Path, key: str
+) -> None:
+    item = keyed(key, redelivery=True)
+    assert agent.deliver_batch([item]) == [{MAILBOX: Delivered()}]
+    assert agent.deliver_batch([item]) == [{MAILBOX: Delivered()}]
+
+    maildir = maildir_of(tmp_path)
+    assert sorted(p.name for p in maildir.iterdir()) == ["cur", "new", "tmp"]
+    stored = list((maildir / "new").iterdir())
+    assert len(stored) == 2  # no key, no recognition: each attempt stores a copy
+    for path in stored:
+        assert RANDOM_NAME.fullmatch(path.name), path.name
+        assert path.read_bytes() == stored_copy(item)
+    assert sorted(p.name for p in (tmp_path / "mail").iterdir()) == ["localhost"]
+
+
+@pytest.mark.parametrize("received_at", [float("nan"), float("inf"), -5.0])
+def test_an_unusable_arrival_time_still_gives_a_stable_name(
+    agent: MaildirAgent, tmp_path: Path, received_at: float
+) -> None:
+    item = DeliveryItem(b"x\r\n", [MAILBOX], "", "Q1", received_at)
+    assert agent.deliver_batch([item, item]) == [{MAILBOX: Delivered()}] * 2
+    [stored] = list((maildir_of(tmp_path) / "new").iterdir())
+    assert stored.name == f"0.QQ1.{HOST},S={len(stored_copy(item))}"
+
+
+def test_a_syncfs_batch_with_one_copy_already_stored_leaves_one_copy_each(
+    agent: MaildirAgent, tmp_path: Path
+) -> None:
+    assert maildir_module._syncfs is not None, "syncfs(2) should be available on Linux"
+    items = [
+        keyed(f"Q{n}", f"Subject: {n}\r\n\r\nbody {n}\r\n".encode(), redelivery=True)
+        for n in range(maildir_module.SYNCFS_MIN_BATCH + 2)
+    ]
+    assert agent.deliver_batch([items[2]]) == [{MAILBOX: Delivered()}]
+
+    results = agent.deliver_batch(items)
+
+    assert results == [{MAILBOX: Delivered()}] * len(items)
+    new = maildir_of(tmp_path) / "new"
+    assert sorted(p.name for p in new.iterdir()) == sorted(keyed_name(i) for i in items)
+    for item in items:
+        assert (new / keyed_name(item)).read_bytes() == stored_copy(item)
+    assert list((maildir_of(tmp_path) / "tmp").iterdir()) == []
+
+
+def sized(key: str, octets: int) -> DeliveryItem:
+    """A keyed item whose stored copy (Return-Path line included) is ``octets`` long."""
+    head = b"Subject: q\r\n\r\n"
+    return keyed(key, head + b"x" * (octets - len(head) - len(b"Return-Path: <a@example.org>\r\n")))
+
+
+def test_redelivering_a_stored_copy_does_not_count_its_size_twice(tmp_path: Path) -> None:
+    agent = MaildirAgent(tmp_path / "mail", quota=700)
+    first = sized("A", 300)
+    assert len(stored_copy(first)) == 300
+    assert agent.deliver_batch([first]) == [{MAILBOX: Delivered()}]
+    assert agent.deliver_batch([first]) == [{MAILBOX: Delivered()}]
+    # 300 + 300 fits 700; had the redelivery been counted, 900 would not.
+    assert agent.deliver_batch([sized("B", 300)]) == [{MAILBOX: Delivered()}]
+    assert len(list((maildir_of(tmp_path) / "new").iterdir())) == 2
+
+
+def test_redelivering_a_stored_copy_into_a_full_mailbox_is_delivered_not_552(
+    tmp_path: Path,
+) -> None:
+    agent = MaildirAgent(tmp_path / "mail", quota=600)
+    assert agent.deliver_batch([sized("A", 300), sized("B", 300)]) == [{MAILBOX: Delivered()}] * 2
+
+    assert agent.deliver_batch([sized("A", 300)]) == [{MAILBOX: Delivered()}]
+    over = agent.deliver_batch([sized("C", 300)])[0][MAILBOX]
+    assert isinstance(over, PermanentFailure)
+    assert (over.reply.code, over.reply.enhanced) == (552, "5.2.2")
+    assert len(list((maildir_of(tmp_path) / "new").iterdir())) == 2
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_something_else_under_the_deterministic_name_is_451_and_is_not_followed(
+    agent: MaildirAgent, tmp_path: Path, kind: str
+) -> None:
+    item = keyed("Q1")
+    maildir = maildir_of(tmp_path)
+    ensure_maildir(maildir)
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"not mail")
+    if kind == "symlink":
+        (maildir / "new" / keyed_name(item)).symlink_to(outside)
+    else:
+        os.mkfifo(maildir / "new" / keyed_name(item))
+
+    outcome = agent.deliver_batch([item])[0][MAILBOX]
+
+    assert isinstance(outcome, TemporaryFailure)
+    assert (outcome.reply.code, outcome.reply.enhanced) == (451, "4.3.0")
+    assert outside.read_bytes() == b"not mail"
+    assert list((maildir / "tmp").iterdir()) == []

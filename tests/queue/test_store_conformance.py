@@ -1,7 +1,8 @@
 """QueueStore conformance: every back end must pass this suite (SQLite today; PostgreSQL later).
 
 Covers durable commit and read-back, leases (two owners never get the same
-recipient), outcomes and removal of finished messages, bounces committed
+recipient; a commit made with a lease is already leased; recovered leases are
+marked as redeliveries), outcomes and removal of finished messages, bounces committed
 atomically with outcomes, operator actions (hold, release, retry, delete),
 stats, and group commit (many concurrent commits share transactions).
 """
@@ -14,7 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from postguard.queue.store.base import NewMessage, NewRecipient, RecipientOutcome, RecipientState
+from postguard.queue.store.base import (
+    Lease,
+    NewMessage,
+    NewRecipient,
+    RecipientOutcome,
+    RecipientState,
+)
 from postguard.queue.store.sqlite import SqliteQueueStore
 
 BACKENDS = ["sqlite"]
@@ -246,5 +253,85 @@ async def test_without_group_commit_every_commit_is_its_own_transaction(tmp_path
         before = store.transactions
         await asyncio.gather(*(store.commit(message(f"Q{i:03d}")) for i in range(30)))
         assert store.transactions - before == 30
+    finally:
+        await store.close()
+
+
+async def test_a_leased_commit_is_not_claimable_by_anyone_else(store: SqliteQueueStore) -> None:
+    await store.commit(message("Q1"), lease=Lease("manager-1", 5000.0))
+    row = await store.get_message("Q1")
+    assert row is not None
+    assert [r.state for r in row.recipients] == [RecipientState.DELIVERING] * 2
+    assert await store.claim_due(now=2000.0, owner="manager-2", lease_seconds=60, limit=10) == []
+    # Its owner records outcomes like for any claim; the finished message goes away.
+    await store.record(
+        [RecipientOutcome("Q1", i, RecipientState.DELIVERED, "250") for i in range(2)],
+        owner="manager-1",
+    )
+    assert await store.get_message("Q1") is None
+
+
+async def test_leases_recovered_after_a_crash_are_marked_as_redeliveries(
+    store: SqliteQueueStore,
+) -> None:
+    await store.commit(message("Q1", rcpts=1), lease=Lease("dead", 1500.0))
+    await store.commit(message("Q2", rcpts=1))
+    assert await store.release_leases(owner=None, now=float("inf")) == 1
+    claims = {
+        c.message.queue_id: c
+        for c in await store.claim_due(now=2000.0, owner="b", lease_seconds=60, limit=10)
+    }
+    assert claims["Q1"].recipients[0].redelivery is True
+    assert claims["Q2"].recipients[0].redelivery is False
+    # A deferral clears the mark: the next attempt follows a recorded outcome.
+    await store.record(
+        [RecipientOutcome("Q1", 0, RecipientState.DEFERRED, "451", next_attempt=2100.0)],
+        owner="b",
+    )
+    (again,) = await store.claim_due(now=2200.0, owner="b", lease_seconds=60, limit=10)
+    assert again.recipients[0].redelivery is False
+
+
+async def test_an_owner_giving_back_its_leases_does_not_mark_redeliveries(
+    store: SqliteQueueStore,
+) -> None:
+    await store.commit(message("Q1", rcpts=1), lease=Lease("node-1", 5000.0))
+    assert await store.release_leases(owner="node-1", now=2000.0) == 1
+    (claim,) = await store.claim_due(now=2000.0, owner="node-1", lease_seconds=60, limit=10)
+    assert claim.recipients[0].redelivery is False
+
+
+async def test_a_version_1_queue_is_upgraded_in_place(tmp_path: Path) -> None:
+    import sqlite3
+
+    directory = tmp_path / "old"
+    directory.mkdir()
+    db = sqlite3.connect(directory / "queue.db")
+    db.executescript(
+        """
+        CREATE TABLE messages (id TEXT PRIMARY KEY, received_at REAL NOT NULL,
+            reverse_path TEXT NOT NULL, size INTEGER NOT NULL, envelope TEXT NOT NULL,
+            prepend BLOB NOT NULL, body BLOB, body_path TEXT, held INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE recipients (message_id TEXT NOT NULL REFERENCES messages(id)
+            ON DELETE CASCADE, idx INTEGER NOT NULL, address TEXT NOT NULL,
+            mailbox TEXT NOT NULL, route TEXT NOT NULL, notify TEXT NOT NULL DEFAULT '',
+            orcpt TEXT, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt REAL NOT NULL DEFAULT 0, last_reply TEXT,
+            delay_warned INTEGER NOT NULL DEFAULT 0, lease_owner TEXT, lease_until REAL,
+            PRIMARY KEY (message_id, idx));
+        INSERT INTO messages VALUES ('OLD1', 1000.0, 's@example.org', 6, '{}', X'', X'626f64790d0a',
+            NULL, 0);
+        INSERT INTO recipients (message_id, idx, address, mailbox, route, state)
+            VALUES ('OLD1', 0, 'r@localhost', 'r@localhost', 'maildir', 'queued');
+        PRAGMA user_version = 1;
+        """
+    )
+    db.close()
+    store = SqliteQueueStore(directory)
+    try:
+        (claim,) = await store.claim_due(now=2000.0, owner="a", lease_seconds=60, limit=10)
+        assert claim.message.queue_id == "OLD1"
+        assert claim.content == b"body\r\n"
+        assert claim.recipients[0].redelivery is False
     finally:
         await store.close()

@@ -7,6 +7,20 @@ a *temporary* failure (maddy's rule), so a bug never loses mail.
 
 Durability: an agent returns :class:`Delivered` only once the message is on
 stable storage at its destination.
+
+Batches (optional): an agent may also offer
+``deliver_batch(items: list[DeliveryItem]) -> list[dict[str, Outcome]]``, one
+outcome mapping per item, in order, each with an outcome for every mailbox of
+its item. The queue manager calls it instead of ``deliver`` when the agent has
+it, so the agent can make a whole batch durable at once and use what
+:class:`DeliveryItem` carries beyond ``deliver``'s arguments (the idempotency
+``key``). It is not part of :class:`DeliveryAgent` because an agent without it
+is complete.
+
+Redelivery: the queue is at-least-once. A crash between "the copy is stored"
+and "the outcome is recorded" makes the queue deliver that recipient again, so
+an agent that can recognise its earlier copy (by :attr:`DeliveryItem.key`)
+should; one that cannot (LMTP) may store a second copy.
 """
 
 from __future__ import annotations
@@ -39,6 +53,33 @@ class PermanentFailure:
 
 
 Outcome = Delivered | TemporaryFailure | PermanentFailure
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryItem:
+    """One message and the mailboxes it goes to, as handed to ``deliver_batch``.
+
+    Attributes:
+        content: the message (prepended headers + body), as for ``deliver``.
+        mailboxes: the recipients routed to this agent ("local@domain").
+        reverse_path: the envelope sender ("" for ``<>``).
+        key: a stable identifier of the message (the queue ID), the same on
+            every attempt, that an agent may use to recognise a copy it already
+            stored; "" when there is none.
+        received_at: the message's arrival time (epoch seconds), the same on
+            every attempt.
+        redelivery: True when the queue cannot rule out that an earlier attempt
+            stored the copy (the recipient's lease was recovered after a crash),
+            so an agent that can check cheaply only on that flag (e.g. scanning
+            a Maildir's ``cur/``) should.
+    """
+
+    content: bytes
+    mailboxes: list[str]
+    reverse_path: str = ""
+    key: str = ""
+    received_at: float = 0.0
+    redelivery: bool = False
 
 
 class DeliveryAgent(Protocol):

@@ -27,6 +27,12 @@ plaintext after a failed handshake is what a downgrade attacker wants. On a
 Unix socket TLS is never used, and ``"required"`` there is a configuration
 error.
 
+Redelivery can duplicate: LMTP (and Dovecot) has no idempotency key, so when the
+queue delivers a recipient again after a crash between the store's "saved" and
+the outcome being recorded, the store keeps a second copy. There is no
+``deliver_batch`` here, so :class:`~postguard.delivery.base.DeliveryItem`'s
+``key`` is never seen.
+
 Must not: read or change the queue; it only returns outcomes.
 """
 

@@ -1,8 +1,31 @@
-"""Local delivery into Maildir folders (tmp → fsync → rename into new/ → fsync new/).
+"""Local delivery into Maildir folders (tmp → fsync → rename or link into new/ → fsync new/).
 
 Layout: ``<maildir_root>/<domain>/<local part>/{tmp,new,cur}``, created on first
-delivery with mode 0700. File names follow the Maildir convention
-(``<seconds>.M<µs>P<pid>Q<counter>R<random>.<host>,S=<size>``), unique per host.
+delivery with mode 0700.
+
+File names. A copy is written into ``tmp/`` under a name unique per host, in the
+Maildir convention: ``<seconds>.M<µs>P<pid>Q<counter>R<random>.<host>,S=<size>``.
+In ``new/`` it keeps that name, unless its item carries a ``key`` (the queue ID):
+then the name is deterministic, ``<received_at seconds>.Q<key>.<host>,S=<size>``,
+the same on every attempt. ``<size>`` is the octets of the stored copy, its
+Return-Path line included (Maildir++). A key other than 1 to
+:data:`MAX_KEY_CHARS` characters of ``[A-Za-z0-9_-]`` is ignored (the random
+name is used), so a key can never put a "/", ":" or ".." into a path.
+
+Idempotency (the queue is at-least-once: a crash between "copy stored" and
+"outcome recorded" delivers the recipient again). A keyed copy goes from
+``tmp/`` into ``new/`` by ``link(2)`` and ``unlink(2)``, as qmail's original
+Maildir delivery did, not by ``rename(2)``: rename silently replaces an existing
+file, link fails with EEXIST. EEXIST means an earlier attempt stored this copy:
+it counts as Delivered, is made durable like a fresh copy (fsync'd, or covered
+by the batch's syncfs), and its size is not counted against the quota again.
+An IMAP server moves ``new/X`` to ``cur/X:2,<flags>`` once a client has seen it,
+so when the item says ``redelivery`` (a lease recovered after a crash), ``cur/``
+is scanned for the name first. Without the flag it is not (a scan costs a
+directory read per copy): a copy stored, then moved to ``cur/`` before the crash
+was noticed, gets a second copy in ``new/``. A copy the user already deleted or
+moved to another folder is not recognised either. Without a key, nothing is
+recognised: every attempt stores a copy.
 
 Must not: read or change the queue; it only returns outcomes.
 """
@@ -13,16 +36,19 @@ import contextlib
 import ctypes
 import errno
 import itertools
+import math
 import os
+import re
 import secrets
 import socket
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from ..protocol.replies import Reply
 from ..queue.fsync import fsync_directory
-from .base import Delivered, Outcome, PermanentFailure, TemporaryFailure
+from .base import Delivered, DeliveryItem, Outcome, PermanentFailure, TemporaryFailure
 
 _R452_STORAGE = Reply.of(452, "4.3.1", "Insufficient system storage")
 _R451_LOCAL = Reply.of(451, "4.3.0", "Local delivery error")
@@ -63,6 +89,10 @@ def _sync_file_system(path: Path) -> None:
 
 
 MAX_NAME_OCTETS = 255  # NAME_MAX of every Linux file system we write Maildirs on
+# Queue IDs are 16 characters. 64 keeps a keyed name (10 digits + ".Q" + key + "." +
+# host ≤ 64 + ",S=" + ≤ 20 digits ≈ 164) under NAME_MAX with room for ":2,<flags>".
+MAX_KEY_CHARS = 64
+_KEY = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_KEY_CHARS}}}")
 
 
 def maildir_path(root: Path, mailbox: str) -> Path:
@@ -109,18 +139,21 @@ class MaildirAgent:
         Each copy starts with ``Return-Path: <reverse_path>`` (RFC 5321 §4.4: the
         final delivery MTA records the envelope sender).
         """
-        return self.deliver_batch([(content, mailboxes, reverse_path)])[0]
+        return self.deliver_batch([DeliveryItem(content, mailboxes, reverse_path)])[0]
 
-    def deliver_batch(self, items: list[tuple[bytes, list[str], str]]) -> list[dict[str, Outcome]]:
+    def deliver_batch(self, items: list[DeliveryItem]) -> list[dict[str, Outcome]]:
         """Deliver several messages at once, making the whole batch durable together.
 
         Small batches: each file is fsync'd, then each ``new/`` directory once. From
         :data:`SYNCFS_MIN_BATCH` messages on (a loaded queue): the files are written
-        and renamed without fsync, then one ``syncfs(2)`` flushes the file system —
-        data and renames — so a batch of 50 pays one flush instead of 50.
+        and moved into ``new/`` without fsync, then one ``syncfs(2)`` flushes the file
+        system — data and names — so a batch of 50 pays one flush instead of 50.
+        A keyed copy found already stored (see the module docstring) takes part in
+        that step exactly like a fresh one.
 
         Args:
-            items: (content, mailboxes, reverse_path) per message.
+            items: the messages; ``key``, ``received_at`` and ``redelivery`` make a
+                redelivery idempotent (module docstring).
 
         Returns:
             One outcome mapping per item, in order. A copy counts as Delivered only
@@ -129,11 +162,14 @@ class MaildirAgent:
         use_syncfs = len(items) >= SYNCFS_MIN_BATCH and _syncfs is not None
         results: list[dict[str, Outcome]] = []
         pending: dict[Path, list[tuple[int, str, Path]]] = {}
-        for index, (content, mailboxes, reverse_path) in enumerate(items):
-            copy = f"Return-Path: <{reverse_path}>\r\n".encode() + content
+        for index, item in enumerate(items):
+            copy = f"Return-Path: <{item.reverse_path}>\r\n".encode() + item.content
+            name = self._keyed_name(item, len(copy))
             outcomes: dict[str, Outcome] = {}
-            for mailbox in dict.fromkeys(mailboxes):
-                stored = self._store(copy, mailbox, fsync=not use_syncfs)
+            for mailbox in dict.fromkeys(item.mailboxes):
+                stored = self._store(
+                    copy, mailbox, name, redelivery=item.redelivery, fsync=not use_syncfs
+                )
                 if isinstance(stored, Path):
                     pending.setdefault(stored.parent, []).append((index, mailbox, stored))
                     outcomes[mailbox] = Delivered()
@@ -148,26 +184,38 @@ class MaildirAgent:
                     for index, mailbox, _path in entries:
                         results[index][mailbox] = TemporaryFailure(_R451_LOCAL, f"{mailbox}: {exc}")
             return results
-        for new_dir, entries in pending.items():
+        for directory, entries in pending.items():
             try:
-                fsync_directory(new_dir)
+                fsync_directory(directory)
             except OSError as exc:
                 for index, mailbox, _path in entries:
                     results[index][mailbox] = TemporaryFailure(_R451_LOCAL, f"{mailbox}: {exc}")
         return results
 
-    def _store(self, content: bytes, mailbox: str, *, fsync: bool = True) -> Path | Outcome:
-        """Write one copy into tmp/ (fsync'd unless the caller syncs the file system) and
-        rename it into new/ (no directory fsync)."""
+    def _store(
+        self, content: bytes, mailbox: str, name: str | None, *, redelivery: bool, fsync: bool
+    ) -> Path | Outcome:
+        """Store one copy and return its path in new/ (or cur/), not yet durable there.
+
+        Writes the copy into tmp/ (fsync'd unless the caller syncs the file system)
+        and renames it into new/, or with a deterministic ``name`` links it there;
+        a keyed copy already stored is returned as it is (fsync'd likewise). The
+        caller fsyncs the returned path's directory.
+        """
         try:
             path = maildir_path(self.root, mailbox)
         except ValueError as exc:
             return PermanentFailure(_R550_BAD_MAILBOX, str(exc))
-        if self.quota and self._usage_of(path) + len(content) > self.quota:
-            return PermanentFailure(_R552_MAILBOX_FULL, f"{mailbox}: over its quota")
-        name = self._unique_name(len(content))
-        tmp = path / "tmp" / name
+        tmp = path / "tmp" / self._unique_name(len(content))
         try:
+            if name is not None:
+                earlier = _find_in_cur(path / "cur", name) if redelivery else None
+                if earlier is not None:
+                    return _sync_copy(earlier, mailbox, fsync=fsync)
+            if self.quota and self._usage_of(path) + len(content) > self.quota:
+                if name is not None and os.path.lexists(path / "new" / name):
+                    return _earlier_copy(path, name, mailbox, fsync=fsync)
+                return PermanentFailure(_R552_MAILBOX_FULL, f"{mailbox}: over its quota")
             if path not in self._ready:
                 ensure_maildir(path)
                 self._ready.add(path)
@@ -180,8 +228,20 @@ class MaildirAgent:
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            final = path / "new" / name
-            os.rename(tmp, final)
+            if name is None:
+                final = path / "new" / tmp.name
+                os.rename(tmp, final)
+            else:
+                final = path / "new" / name
+                try:
+                    os.link(tmp, final)  # unlike rename(2), never replaces an earlier copy
+                except FileExistsError:
+                    return _earlier_copy(path, name, mailbox, fsync=fsync)
+                finally:
+                    # A tmp/ file left by a failed unlink is harmless: Maildir readers
+                    # delete tmp/ files older than 36 hours.
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
             if self.quota:
                 counted, used = self._usage[path]
                 self._usage[path] = (counted, used + len(content))
@@ -192,6 +252,15 @@ class MaildirAgent:
             reply = _R452_STORAGE if exc.errno in (errno.ENOSPC, errno.EDQUOT) else _R451_LOCAL
             return TemporaryFailure(reply, f"{mailbox}: {exc}")
         return final
+
+    def _keyed_name(self, item: DeliveryItem, size: int) -> str | None:
+        """The deterministic new/ name of ``item``'s copy, or None (no usable key)."""
+        if not _KEY.fullmatch(item.key):
+            return None
+        # A deterministic stand-in for a nonsense time: a fresh clock would change the name.
+        at = item.received_at
+        seconds = int(at) if math.isfinite(at) and at >= 0 else 0
+        return f"{seconds}.Q{item.key}.{self._host},S={size}"
 
     def _usage_of(self, path: Path) -> int:
         now = time.monotonic()
@@ -218,6 +287,59 @@ class MaildirAgent:
             f"{sec}.M{usec}P{os.getpid()}Q{next(_counter)}R{secrets.token_hex(4)}"
             f".{self._host},S={size}"
         )
+
+
+def _find_in_cur(cur: Path, name: str) -> Path | None:
+    """The entry of ``cur`` that is ``name``, with or without an IMAP info suffix
+    (``:2,<flags>``), if any. A missing ``cur/`` holds nothing.
+
+    Raises:
+        OSError: ``cur/`` exists but cannot be read.
+    """
+    prefix = name + ":"
+    try:
+        with os.scandir(cur) as entries:
+            for entry in entries:
+                if entry.name == name or entry.name.startswith(prefix):
+                    return Path(entry.path)
+    except FileNotFoundError:
+        return None
+    return None
+
+
+def _earlier_copy(maildir: Path, name: str, mailbox: str, *, fsync: bool) -> Path | Outcome:
+    """The copy an earlier attempt stored as ``new/<name>`` (or ``cur/`` if an IMAP
+    server has moved it on since we looked), synced by :func:`_sync_copy`.
+
+    Raises:
+        OSError: as :func:`_sync_copy`; FileNotFoundError if it is in neither.
+    """
+    try:
+        return _sync_copy(maildir / "new" / name, mailbox, fsync=fsync)
+    except FileNotFoundError:
+        moved = _find_in_cur(maildir / "cur", name)
+        if moved is None:
+            raise
+        return _sync_copy(moved, mailbox, fsync=fsync)
+
+
+def _sync_copy(path: Path, mailbox: str, *, fsync: bool) -> Path | Outcome:
+    """A copy an earlier attempt stored at ``path``, fsync'd if asked as a fresh copy is.
+
+    Raises:
+        OSError: it cannot be opened (a symbolic link among them) or fsync'd.
+    """
+    # SECURITY: the Maildir may be writable by its user: never follow a symbolic link
+    # out of it, never block opening a FIFO, and count only a regular file as the copy.
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return TemporaryFailure(_R451_LOCAL, f"{mailbox}: {path} is not a regular file")
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path
 
 
 def _size_from_name(name: str) -> int | None:

@@ -14,12 +14,14 @@ Must not: speak SMTP or deliver. Delivery starts from what the store holds.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from ..observability.events import QueueEvent
 from ..observability.logging import log_event
@@ -27,12 +29,28 @@ from ..protocol import replies
 from ..protocol.replies import Reply
 from ..queue.bodies import BodyFiles, IncomingMessage
 from ..queue.ids import new_queue_id
-from ..queue.store.base import NewMessage, NewRecipient, QueueStore
+from ..queue.store.base import Lease, NewMessage, NewRecipient, QueueStore
 from ..server.envelope import Envelope, Provenance
 from .headers import HeaderScanner
 from .received import received_header
 
 FREE_SPACE_CACHE_SECONDS = 1.0  # statvfs at most once a second under load
+
+
+class Handoff(Protocol):
+    """Who delivers new mail (the queue manager): it may take a message from memory."""
+
+    def reserve(self, size: int) -> Lease | None:
+        """A lease to commit the next message (``size`` octets) with, or None (unleased)."""
+        ...
+
+    def committed(self, message: NewMessage, lease: Lease | None) -> None:
+        """``message`` is durable (leased to the manager if ``lease`` is set)."""
+        ...
+
+    def abandoned(self, lease: Lease) -> None:
+        """The commit made with ``lease`` failed; nothing was stored."""
+        ...
 
 
 class IntakeError(Exception):
@@ -106,7 +124,7 @@ class Submission:
                 body=body,
                 body_path=body_path,
             )
-            await intake.store.commit(message)
+            await intake.commit(message)
         except OSError as exc:
             full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
             reply = replies.R452_INSUFFICIENT_STORAGE if full else replies.R451_LOCAL_ERROR
@@ -126,7 +144,6 @@ class Submission:
             size=message.size,
             recipients=len(message.recipients),
         )
-        intake.on_committed()
         return self.queue_id
 
     def _envelope_fields(self) -> dict[str, object]:
@@ -148,7 +165,7 @@ class Submission:
 
 
 class Intake:
-    """Creates submissions, commits them to the store, and wakes the queue manager."""
+    """Creates submissions, commits them to the store, and hands them to the queue manager."""
 
     def __init__(
         self,
@@ -157,7 +174,7 @@ class Intake:
         hostname: str,
         *,
         route_for: Callable[[str], str],
-        on_committed: Callable[[], None],
+        handoff: Handoff,
         min_free_disk: int = 0,
         received_shows_identity: bool = False,
     ) -> None:
@@ -165,7 +182,7 @@ class Intake:
         self.bodies = bodies
         self.hostname = hostname
         self.route_for = route_for
-        self.on_committed = on_committed
+        self.handoff = handoff
         self.min_free_disk = min_free_disk
         self.received_shows_identity = received_shows_identity
         self._free: tuple[float, int] = (0.0, 0)
@@ -173,6 +190,25 @@ class Intake:
     def begin(self, envelope: Envelope, provenance: Provenance) -> Submission:
         """Start a new message for this envelope."""
         return Submission(self, envelope, provenance)
+
+    async def commit(self, message: NewMessage) -> None:
+        """Commit ``message`` durably and hand it to the queue manager.
+
+        The commit runs to its end even if the session is cancelled meanwhile (the
+        client went away), so the manager always learns whether a leased message was
+        stored. Raises OSError (storage) like :meth:`QueueStore.commit`.
+        """
+        lease = self.handoff.reserve(message.size) if message.body is not None else None
+        commit = asyncio.ensure_future(self.store.commit(message, lease=lease))
+
+        def done(task: asyncio.Future[None]) -> None:
+            if not task.cancelled() and task.exception() is None:
+                self.handoff.committed(message, lease)
+            elif lease is not None:
+                self.handoff.abandoned(lease)
+
+        commit.add_done_callback(done)
+        await asyncio.shield(commit)
 
     def has_room(self, size: int = 0) -> bool:
         """Whether the queue's file system keeps ``min_free_disk`` free after ``size`` more."""

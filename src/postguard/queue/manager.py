@@ -2,13 +2,25 @@
 
 Theory of operation
 -------------------
-A loop asks the store for due recipients (``claim_due``), leasing them to
-this process, and starts one delivery per (message, route, destination)
-group, with bounded concurrency: ``concurrency`` deliveries in flight in
-total and ``per_destination`` per destination (a mailbox for Maildir, the
-server for LMTP), so one slow destination cannot take every slot. Agents
-run in worker threads and return per-recipient outcomes; the manager turns
-them into new states:
+Work reaches the manager two ways. New mail is handed over from memory:
+intake asks :meth:`QueueManager.reserve` for a lease before it commits, the
+store commits the recipients already leased to this manager, and
+:meth:`QueueManager.committed` puts the message (content included) straight
+into the ready area, as Postfix's qmgr moves new mail into its active queue.
+No claim transaction, no read of the body back from storage. Everything else
+(deferred recipients falling due, messages committed when the ready area was
+full, operator retries, leases recovered after a crash) is leased from the
+store with ``claim_due``.
+
+Ready work waits per destination (a mailbox for Maildir, the server for
+LMTP). A delivery starts for a destination with nothing in flight; while one
+is in flight, new work for it waits and joins the next batch, so a loaded
+destination gets few large deliveries (a Maildir batch is made durable with
+one file-system flush) rather than many small ones. A second delivery to a
+busy destination starts only once a full batch (``claim_batch``) is waiting,
+up to ``per_destination`` at once and ``concurrency`` in total, so one slow
+destination cannot take every slot. Agents run in worker threads and return
+per-recipient outcomes; the manager turns them into new states:
 
 * Delivered → ``delivered``; a SUCCESS DSN if the recipient asked (NOTIFY).
 * PermanentFailure → ``bounced``, with a failure DSN to the sender.
@@ -20,11 +32,16 @@ them into new states:
 
 Outcomes and the DSNs they cause are recorded in one store transaction, so
 a crash never loses a bounce nor sends it twice. The manager wakes when
-intake commits a message, when the next deferred recipient falls due, and
-every ``scan_interval`` (to see operator changes made with the CLI).
+intake commits a message, when a delivery finishes, when the next deferred
+recipient falls due, and every ``scan_interval`` (to see operator changes
+made with the CLI).
 
-Delivery is at-least-once: leases of a crashed process expire (or are
-released at its restart) and those recipients are delivered again.
+Delivery is at-least-once: leases of a crashed process are released at its
+restart and those recipients are delivered again, marked as redeliveries so
+that an agent that can recognise a copy it already stored (Maildir) does not
+store it twice. The ready area is bounded (``handoff_limit`` messages, each
+at most ``handoff_max_octets``); when it is full, or for a larger message, new
+mail is committed unleased and claimed from the store later.
 
 Must not: speak SMTP, or write mailboxes itself.
 """
@@ -41,7 +58,14 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 
-from ..delivery.base import Delivered, DeliveryAgent, Outcome, PermanentFailure, TemporaryFailure
+from ..delivery.base import (
+    Delivered,
+    DeliveryAgent,
+    DeliveryItem,
+    Outcome,
+    PermanentFailure,
+    TemporaryFailure,
+)
 from ..observability.events import QueueEvent
 from ..observability.logging import log_event
 from ..protocol import replies
@@ -50,6 +74,8 @@ from .ids import new_queue_id
 from .schedule import RetrySchedule
 from .store.base import (
     Claim,
+    Lease,
+    MessageRow,
     NewMessage,
     NewRecipient,
     QueueStore,
@@ -81,6 +107,8 @@ class ManagerSettings:
     lease_seconds: float = 600.0
     scan_interval: float = 1.0
     claim_batch: int = 100
+    handoff_limit: int = 1000  # messages leased and waiting in memory, at most
+    handoff_max_octets: int = 64 * 1024  # larger messages are claimed from the store
 
 
 class QueueManager:
@@ -106,18 +134,62 @@ class QueueManager:
         self._route_for_sender = route_for_sender or (lambda address: None)
         self._clock = clock
         self._wakeup = asyncio.Event()
-        self._slots = asyncio.Semaphore(self.settings.concurrency)
-        self._per_destination: dict[str, asyncio.Semaphore] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._recover = True
+        self._running = False
+        # Leased work waiting for a delivery, by destination; and counts that bound it.
+        self._ready: dict[str, list[_Job]] = {}
+        self._ready_messages = 0  # jobs (a message's recipients on one route) in _ready
+        self._reserved = 0  # leases given to intake whose commit has not finished
+        self._in_flight: dict[str, int] = {}  # deliveries running, by destination
+        self._store_due = True  # the store may hold due work not yet claimed
+        self._next_due: float | None = None  # earliest deferred recipient (cached)
         self.delivered = 0
 
     # --------------------------------------------------------------- control
 
     def wake(self) -> None:
-        """New work may be due (intake committed a message)."""
+        """The store may hold new due work (a commit without lease, an operator action)."""
+        self._store_due = True
         self._wakeup.set()
+
+    @property
+    def accepting(self) -> bool:
+        """Whether :meth:`reserve` may hand out leases (after start-up recovery, until stop)."""
+        return self._running
+
+    def reserve(self, size: int) -> Lease | None:
+        """A lease for a message of ``size`` octets about to be committed, if the ready
+        area has room for it (at most ``handoff_limit`` messages of at most
+        ``handoff_max_octets`` each: 64 MiB by default).
+
+        Intake commits the message with this lease and then calls :meth:`committed`
+        (or :meth:`abandoned` if the commit failed). None: commit it unleased.
+        """
+        if (
+            not self._running
+            or size > self.settings.handoff_max_octets
+            or self._ready_messages + self._reserved >= self.settings.handoff_limit
+        ):
+            return None
+        self._reserved += 1
+        return Lease(self.owner, self._clock() + self.settings.lease_seconds)
+
+    def committed(self, message: NewMessage, lease: Lease | None) -> None:
+        """Intake made ``message`` durable; leased to us, it is delivered from memory."""
+        if lease is None or message.body is None:
+            self.wake()
+            if lease is not None:
+                self._reserved -= 1
+            return
+        self._reserved -= 1
+        self._add_ready(_claim_of(message))
+        self._wakeup.set()
+
+    def abandoned(self, lease: Lease) -> None:
+        """The commit that :meth:`reserve` gave ``lease`` to failed: nothing was stored."""
+        self._reserved -= 1
 
     def start(self, *, recover: bool = True) -> None:
         """Start the scan loop.
@@ -133,13 +205,22 @@ class QueueManager:
         self._loop_task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        """Stop scanning; wait for deliveries in flight (their outcomes are recorded)."""
+        """Stop scanning; wait for deliveries in flight (their outcomes are recorded), and
+        give back the leases of work that never started (due again at once)."""
+        self._running = False
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._ready:
+            self._ready.clear()
+            self._ready_messages = 0
+            try:
+                await self.store.release_leases(owner=self.owner, now=self._clock())
+            except Exception:  # a restart recovers them anyway
+                logging.getLogger("postguard").exception("releasing leases at stop failed")
 
     async def run_once(self) -> int:
         """One scan: deliver what is due now and wait for those deliveries to finish.
@@ -147,9 +228,12 @@ class QueueManager:
         Returns the number of messages claimed. (The loop started by :meth:`start`
         does the same continuously; this is for tests and one-shot flushes.)
         """
-        claimed = await self._scan()
-        if self._tasks:
+        self._store_due = True
+        claimed = await self._claim_from_store()
+        self._start_ready()
+        while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            self._start_ready()
         return claimed
 
     async def recover_leases(self) -> int:
@@ -166,6 +250,7 @@ class QueueManager:
         # (With several nodes on one store this becomes "expired leases only".)
         if self._recover:
             await self.recover_leases()
+        self._running = True  # only now: recovery must not take back new mail's leases
         while True:
             try:
                 started = await self._scan()
@@ -177,53 +262,90 @@ class QueueManager:
             await self._sleep_until_due()
 
     async def _scan(self) -> int:
-        free = self.settings.concurrency - len(self._tasks)
-        if free <= 0:
-            await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
-            return 1
+        """Claim due work from the store if it may have some; start what can start.
+
+        Returns how many messages were claimed plus deliveries started (0: idle).
+        """
+        claimed = await self._claim_from_store()
+        return claimed + self._start_ready()
+
+    async def _claim_from_store(self) -> int:
+        room = self.settings.claim_batch - self._ready_messages
+        if not self._store_due or room <= 0:
+            return 0
         claims = await self.store.claim_due(
             now=self._clock(),
             owner=self.owner,
             lease_seconds=self.settings.lease_seconds,
-            limit=self.settings.claim_batch,
+            limit=room,
         )
-        # One delivery task per destination: a Maildir agent then stores a whole
-        # batch with one directory fsync, an LMTP agent could reuse its connection.
-        batches: dict[str, list[_Job]] = {}
+        if len(claims) < room:  # drained: look again when woken or when due
+            self._store_due = False
+            self._next_due = await self.store.next_due_time()
         for claim in claims:
-            for route, rcpts in _by_route(claim.recipients).items():
-                key = route if route != "maildir" else f"maildir:{rcpts[0].mailbox}"
-                batches.setdefault(key, []).append(_Job(claim, route, rcpts))
+            self._add_ready(claim)
+        return len(claims)
+
+    def _add_ready(self, claim: Claim) -> None:
+        # One delivery per destination: a Maildir agent then stores a whole batch
+        # with one file-system flush, an LMTP agent could reuse its connection.
+        for route, rcpts in _by_route(claim.recipients).items():
+            key = route if route != "maildir" else f"maildir:{rcpts[0].mailbox}"
+            self._ready.setdefault(key, []).append(_Job(claim, route, rcpts))
+            self._ready_messages += 1
+
+    def _start_ready(self) -> int:
+        """Start deliveries for ready destinations that may take one; return how many."""
+        batch = self.settings.claim_batch
+        started = 0
         loop = asyncio.get_running_loop()
-        for destination, jobs in batches.items():
-            task = loop.create_task(self._deliver(destination, jobs))
+        for destination in list(self._ready):
+            if len(self._tasks) >= self.settings.concurrency:
+                break
+            jobs = self._ready[destination]
+            running = self._in_flight.get(destination, 0)
+            if running >= self.settings.per_destination or (running and len(jobs) < batch):
+                continue  # joins the next batch when the running delivery finishes
+            taken, rest = jobs[:batch], jobs[batch:]
+            if rest:
+                self._ready[destination] = rest
+            else:
+                del self._ready[destination]
+            self._ready_messages -= len(taken)
+            self._in_flight[destination] = running + 1
+            task = loop.create_task(self._deliver(destination, taken))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return len(claims)
+            started += 1
+        return started
 
     async def _sleep_until_due(self) -> None:
         timeout = self.settings.scan_interval
-        due = await self.store.next_due_time()
-        if due is not None:
-            timeout = max(0.0, min(timeout, due - self._clock()))
+        if self._next_due is not None:
+            timeout = max(0.0, min(timeout, self._next_due - self._clock()))
         self._wakeup.clear()
-        with contextlib.suppress(TimeoutError):
+        try:
             async with asyncio.timeout(timeout):
                 await self._wakeup.wait()
+        except TimeoutError:
+            self._store_due = True  # something may have fallen due, or an operator acted
 
     # -------------------------------------------------------------- delivery
 
     async def _deliver(self, destination: str, jobs: list[_Job]) -> None:
-        limit = self._per_destination.setdefault(
-            destination, asyncio.Semaphore(self.settings.per_destination)
-        )
-        async with self._slots, limit:
-            results = await self._call_agent(jobs)
         try:
-            await self._settle(jobs, results)
-        except Exception:
-            logging.getLogger("postguard").exception("recording delivery outcomes failed")
-        self._wakeup.set()
+            results = await self._call_agent(jobs)
+            try:
+                await self._settle(jobs, results)
+            except Exception:
+                logging.getLogger("postguard").exception("recording delivery outcomes failed")
+        finally:
+            left = self._in_flight.get(destination, 1) - 1
+            if left > 0:
+                self._in_flight[destination] = left
+            else:
+                self._in_flight.pop(destination, None)
+            self._wakeup.set()
 
     async def _call_agent(self, jobs: list[_Job]) -> list[dict[str, Outcome]]:
         route = jobs[0].route
@@ -237,7 +359,14 @@ class QueueManager:
                 for job in jobs
             ]
         items = [
-            (job.claim.content, [r.mailbox for r in job.rcpts], job.claim.message.reverse_path)
+            DeliveryItem(
+                job.claim.content,
+                [r.mailbox for r in job.rcpts],
+                job.claim.message.reverse_path,
+                key=job.claim.message.queue_id,
+                received_at=job.claim.message.received_at,
+                redelivery=any(r.redelivery for r in job.rcpts),
+            )
             for job in jobs
         ]
 
@@ -245,7 +374,9 @@ class QueueManager:
             batch = getattr(agent, "deliver_batch", None)
             if batch is not None:
                 return list(batch(items))
-            return [agent.deliver(c, m, reverse_path=rp) for c, m, rp in items]
+            return [
+                agent.deliver(i.content, i.mailboxes, reverse_path=i.reverse_path) for i in items
+            ]
 
         loop = asyncio.get_running_loop()
         try:
@@ -282,6 +413,13 @@ class QueueManager:
                     bounces.append(dsn)
         # Outcomes and the DSNs they cause commit together: never lost, never twice.
         await self.store.record(results, owner=self.owner, bounces=bounces)
+        for r in results:
+            if r.state is RecipientState.DEFERRED and (
+                self._next_due is None or r.next_attempt < self._next_due
+            ):
+                self._next_due = r.next_attempt
+        if bounces:
+            self._store_due = True  # the DSNs are queued for delivery
 
     def _judge(
         self, received_at: float, rcpt: RecipientRow, outcome: Outcome, now: float
@@ -394,6 +532,39 @@ class QueueManager:
                 reply=result.reply,
                 attempts=rcpt.attempts + 1,
             )
+
+
+def _claim_of(message: NewMessage) -> Claim:
+    """The claim the store would return for a message just committed with our lease."""
+    assert message.body is not None
+    rcpts = tuple(
+        RecipientRow(
+            message_id=message.queue_id,
+            index=index,
+            address=r.address,
+            mailbox=r.mailbox,
+            route=r.route,
+            state=RecipientState.DELIVERING,
+            attempts=0,
+            next_attempt=message.received_at,
+            last_reply=None,
+            notify=r.notify,
+            orcpt=r.orcpt,
+            delay_warned=False,
+        )
+        for index, r in enumerate(message.recipients)
+    )
+    row = MessageRow(
+        message.queue_id,
+        message.received_at,
+        message.reverse_path,
+        message.size,
+        message.envelope,
+        False,
+        message.body_path,
+        rcpts,
+    )
+    return Claim(row, rcpts, message.prepend + message.body)
 
 
 def _by_route(rcpts: tuple[RecipientRow, ...]) -> dict[str, list[RecipientRow]]:

@@ -163,7 +163,7 @@ class MailServer:
             bodies,
             config.server.hostname,
             route_for=config.delivery.route_for,
-            on_committed=self.queue.wake,
+            handoff=self.queue,
             min_free_disk=q.min_free_disk,
             received_shows_identity=config.auth.received_shows_identity,
         )

@@ -8,7 +8,10 @@ Contracts:
 
 * :meth:`QueueStore.commit` returns only when the message and its recipients
   are durable (the transaction's log is fsync'd). Commits from concurrent
-  sessions may share one transaction (group commit).
+  sessions may share one transaction (group commit). Given a :class:`Lease`,
+  the recipients are committed already leased to its owner (the queue
+  manager takes the new message straight from memory, as Postfix's qmgr
+  moves new mail to its active queue, without claiming it back from storage).
 * :meth:`QueueStore.claim_due` leases due recipients to one owner: until the
   lease expires or an outcome is recorded, no other caller gets them. A
   crashed node's leases expire and its recipients become due again
@@ -74,6 +77,14 @@ class NewMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class Lease:
+    """Who may deliver some recipients, and until when (epoch seconds)."""
+
+    owner: str
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
 class RecipientRow:
     """One recipient's state as stored."""
 
@@ -89,6 +100,9 @@ class RecipientRow:
     notify: tuple[str, ...]
     orcpt: str | None
     delay_warned: bool
+    # A lease on this recipient was recovered after a crash: an earlier attempt
+    # may have stored a copy (agents that can tell avoid a duplicate).
+    redelivery: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +158,12 @@ class QueueStats:
 class QueueStore(Protocol):
     """Storage for queued messages; see the module docstring for the contracts."""
 
-    async def commit(self, message: NewMessage) -> None:
-        """Store a message durably (group commit). Raises OSError on storage failure."""
+    async def commit(self, message: NewMessage, *, lease: Lease | None = None) -> None:
+        """Store a message durably (group commit). Raises OSError on storage failure.
+
+        With ``lease`` its recipients start out leased to ``lease.owner`` (state
+        delivering) instead of queued.
+        """
         ...
 
     async def claim_due(
@@ -164,7 +182,9 @@ class QueueStore(Protocol):
         ...
 
     async def release_leases(self, *, owner: str | None, now: float) -> int:
-        """Make leased recipients due again: all of ``owner``'s, or every expired lease."""
+        """Make leased recipients due again: all of ``owner``'s, or every lease expired
+        at ``now`` (those are marked as redeliveries: their owner may have stored a copy
+        before it died)."""
         ...
 
     async def next_due_time(self) -> float | None:

@@ -8,8 +8,16 @@ committed, new operations queue up and the next transaction applies them all
 at once. With ``journal_mode=WAL`` and ``synchronous=FULL`` every transaction
 fsyncs the WAL before COMMIT returns, so a busy server pays one fsync for many
 messages (group commit) and each caller is answered only after its operation
-is durable. Each operation runs inside its own SAVEPOINT, so one failing
-operation does not sink the others in its batch.
+is durable.
+
+A batch is first applied as a whole: the new messages in it with one
+``executemany`` per table, then the other operations. The writer thread
+competes for the GIL with the event loop, and every SQLite call gives the GIL
+up and takes it back, so fewer calls per batch make transactions short under
+load. If anything in that attempt fails, it is rolled back and the batch is
+applied again with each operation in its own SAVEPOINT, so one failing
+operation does not sink the others (operations must therefore be safe to run
+twice: a rolled-back run leaves nothing behind but log lines).
 
 Small bodies are stored inline (one fsync covers envelope and content); a
 body that intake already spilled to a file arrives as ``body_path`` and is
@@ -34,6 +42,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,6 +50,7 @@ from ...observability.events import QueueEvent
 from ...observability.logging import log_event
 from .base import (
     Claim,
+    Lease,
     MessageRow,
     NewMessage,
     QueueStats,
@@ -78,13 +88,14 @@ CREATE TABLE IF NOT EXISTS recipients (
     next_attempt REAL NOT NULL DEFAULT 0,
     last_reply TEXT,
     delay_warned INTEGER NOT NULL DEFAULT 0,
+    redelivery INTEGER NOT NULL DEFAULT 0,
     lease_owner TEXT,
     lease_until REAL,
     PRIMARY KEY (message_id, idx)
 );
 CREATE INDEX IF NOT EXISTS recipients_due ON recipients (state, next_attempt);
-PRAGMA user_version = 1;
 """
+SCHEMA_VERSION = 2  # 2: recipients.redelivery
 _PENDING = ("queued", "deferred")
 
 
@@ -118,6 +129,77 @@ def storage_error(exc: BaseException) -> BaseException:
     return OSError(errno.EIO, f"queue database: {exc}")
 
 
+@dataclass(frozen=True, slots=True)
+class _Insert:
+    """A new message for the writer (inserted with its batch's other new messages)."""
+
+    message: NewMessage
+    lease: Lease | None
+
+
+_Op = Callable[[sqlite3.Connection], Any] | _Insert
+
+
+def _op_failure(exc: sqlite3.Error) -> bool:
+    """Whether an error belongs to one operation (retry the batch op by op) rather than
+    to the transaction or the database (full, read-only, I/O: fail the whole batch)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code not in (
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_NOTADB,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+    )
+
+
+def _apply_together(db: sqlite3.Connection, ops: list[_Op]) -> list[tuple[bool, Any]]:
+    """The whole batch in one transaction, new messages first; raises if anything fails."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        _insert_many(db, [op for op in ops if isinstance(op, _Insert)])
+        results: list[tuple[bool, Any]] = [
+            (True, None if isinstance(op, _Insert) else op(db)) for op in ops
+        ]
+        db.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        raise
+    return results
+
+
+def _apply_one_by_one(db: sqlite3.Connection, ops: list[_Op]) -> list[tuple[bool, Any]]:
+    """The batch again, each operation in its own SAVEPOINT: failures stay with their op."""
+    results: list[tuple[bool, Any]] = []
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for op in ops:
+            db.execute("SAVEPOINT op")
+            try:
+                if isinstance(op, _Insert):
+                    _insert_many(db, [op])
+                    value = None
+                else:
+                    value = op(db)
+            except Exception as exc:
+                db.execute("ROLLBACK TO op")
+                db.execute("RELEASE op")
+                results.append((False, storage_error(exc)))
+            else:
+                db.execute("RELEASE op")
+                results.append((True, value))
+        db.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        raise
+    return results
+
+
 class _GroupWriter:
     """Runs write operations in one thread, many per transaction."""
 
@@ -127,11 +209,11 @@ class _GroupWriter:
         self._db: sqlite3.Connection | None = None
         self._lock_fd = -1
         self._path = path
-        self._pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._pending: list[tuple[_Op, asyncio.Future[Any]]] = []
         self._task: asyncio.Task[None] | None = None
         self.transactions = 0  # for tests and benchmarks: commits actually made
 
-    async def run(self, op: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, op: Callable[[sqlite3.Connection], T] | _Insert) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._pending.append((op, future))
@@ -167,9 +249,7 @@ class _GroupWriter:
                 else:
                     future.set_exception(value)
 
-    def _apply(
-        self, batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]
-    ) -> list[tuple[bool, Any]]:
+    def _apply(self, batch: list[tuple[_Op, asyncio.Future[Any]]]) -> list[tuple[bool, Any]]:
         if self._db is None:
             self._db = connect(self._path)
             # Read-only is enough for flock(2), and lets the CLI run as root beside a
@@ -190,29 +270,17 @@ class _GroupWriter:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _transaction(
-        self,
-        db: sqlite3.Connection,
-        batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]],
+        self, db: sqlite3.Connection, batch: list[tuple[_Op, asyncio.Future[Any]]]
     ) -> list[tuple[bool, Any]]:
-        results: list[tuple[bool, Any]] = []
-        db.execute("BEGIN IMMEDIATE")
+        ops = [op for op, _ in batch]
         try:
-            for op, _ in batch:
-                db.execute("SAVEPOINT op")
-                try:
-                    value = op(db)
-                except Exception as exc:
-                    db.execute("ROLLBACK TO op")
-                    db.execute("RELEASE op")
-                    results.append((False, storage_error(exc)))
-                else:
-                    db.execute("RELEASE op")
-                    results.append((True, value))
-            db.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-            raise
+            results = _apply_together(db, ops)
+        except sqlite3.Error as exc:
+            if not _op_failure(exc):
+                raise  # the transaction itself failed (disk full, I/O): nobody is durable
+            results = _apply_one_by_one(db, ops)
+        except Exception:
+            results = _apply_one_by_one(db, ops)
         self.transactions += 1
         return results
 
@@ -235,7 +303,7 @@ class SqliteQueueStore:
         self.path = directory / "queue.db"
         db = connect(self.path)
         try:
-            db.executescript(_SCHEMA)
+            _migrate(db)
         finally:
             db.close()
         # Without group commit every operation gets its own transaction (and fsync).
@@ -254,8 +322,10 @@ class SqliteQueueStore:
 
     # ------------------------------------------------------------- intake
 
-    async def commit(self, message: NewMessage) -> None:
-        await self._writer.run(lambda db: _insert(db, message))
+    async def commit(self, message: NewMessage, *, lease: Lease | None = None) -> None:
+        if (message.body is None) == (message.body_path is None):
+            raise ValueError("exactly one of body and body_path must be set")
+        await self._writer.run(_Insert(message, lease))
 
     # ------------------------------------------------------------ manager
 
@@ -276,10 +346,10 @@ class SqliteQueueStore:
 
     async def release_leases(self, *, owner: str | None, now: float) -> int:
         def op(db: sqlite3.Connection) -> int:
-            if owner is None:
+            if owner is None:  # their owner is gone: it may have stored a copy first
                 cur = db.execute(
-                    "UPDATE recipients SET state='queued', lease_owner=NULL, lease_until=NULL "
-                    "WHERE state='delivering' AND lease_until < ?",
+                    "UPDATE recipients SET state='queued', lease_owner=NULL, lease_until=NULL, "
+                    "redelivery=1 WHERE state='delivering' AND lease_until < ?",
                     (now,),
                 )
             else:
@@ -388,38 +458,62 @@ class SqliteQueueStore:
 # ------------------------------------------------------------------ SQL ops
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    """Create the schema, or bring a queue written by an older version up to date."""
+    db.executescript(_SCHEMA)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(recipients)")}
+    if "redelivery" not in columns:  # version 1
+        db.execute("ALTER TABLE recipients ADD COLUMN redelivery INTEGER NOT NULL DEFAULT 0")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
 def _insert(db: sqlite3.Connection, m: NewMessage) -> None:
-    if (m.body is None) == (m.body_path is None):
-        raise ValueError("exactly one of body and body_path must be set")
-    db.execute(
+    """Insert one queued message (bounces recorded with an outcome)."""
+    _insert_many(db, [_Insert(m, None)])
+
+
+def _insert_many(db: sqlite3.Connection, inserts: list[_Insert]) -> None:
+    if not inserts:
+        return
+    for i in inserts:
+        if (i.message.body is None) == (i.message.body_path is None):
+            raise ValueError("exactly one of body and body_path must be set")
+    db.executemany(
         "INSERT INTO messages (id, received_at, reverse_path, size, envelope, prepend, body, "
         "body_path) VALUES (?,?,?,?,?,?,?,?)",
-        (
-            m.queue_id,
-            m.received_at,
-            m.reverse_path,
-            m.size,
-            json.dumps(m.envelope),
-            m.prepend,
-            m.body,
-            m.body_path,
-        ),
-    )
-    db.executemany(
-        "INSERT INTO recipients (message_id, idx, address, mailbox, route, notify, orcpt, state, "
-        "next_attempt) VALUES (?,?,?,?,?,?,?,'queued',?)",
         [
             (
                 m.queue_id,
-                i,
+                m.received_at,
+                m.reverse_path,
+                m.size,
+                json.dumps(m.envelope),
+                m.prepend,
+                m.body,
+                m.body_path,
+            )
+            for m in (i.message for i in inserts)
+        ],
+    )
+    db.executemany(
+        "INSERT INTO recipients (message_id, idx, address, mailbox, route, notify, orcpt, state, "
+        "next_attempt, lease_owner, lease_until) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        [
+            (
+                i.message.queue_id,
+                n,
                 r.address,
                 r.mailbox,
                 r.route,
                 ",".join(r.notify),
                 r.orcpt,
-                m.received_at,
+                "queued" if i.lease is None else "delivering",
+                i.message.received_at,
+                None if i.lease is None else i.lease.owner,
+                None if i.lease is None else i.lease.until,
             )
-            for i, r in enumerate(m.recipients)
+            for i in inserts
+            for n, r in enumerate(i.message.recipients)
         ],
     )
 
@@ -438,6 +532,7 @@ def _recipient(row: tuple[Any, ...]) -> RecipientRow:
         next_attempt,
         last_reply,
         delay_warned,
+        redelivery,
     ) = row
     return RecipientRow(
         message_id=message_id,
@@ -452,12 +547,13 @@ def _recipient(row: tuple[Any, ...]) -> RecipientRow:
         notify=tuple(n for n in notify.split(",") if n),
         orcpt=orcpt,
         delay_warned=bool(delay_warned),
+        redelivery=bool(redelivery),
     )
 
 
 _RCPT_COLUMNS = (
     "message_id, idx, address, mailbox, route, notify, orcpt, state, attempts, next_attempt, "
-    "last_reply, delay_warned"
+    "last_reply, delay_warned, redelivery"
 )
 
 
@@ -568,13 +664,11 @@ def _record(
     bounces: Sequence[NewMessage],
 ) -> list[str | None]:
     """Apply outcomes; return the body files of messages that are now finished."""
-    touched: set[str] = set()
-    finished: list[str | None] = []
-    for o in outcomes:
-        db.execute(
-            "UPDATE recipients SET state=?, attempts=attempts+1, next_attempt=?, last_reply=?, "
-            "delay_warned=MAX(delay_warned, ?), lease_owner=NULL, lease_until=NULL "
-            "WHERE message_id=? AND idx=? AND lease_owner=?",
+    db.executemany(
+        "UPDATE recipients SET state=?, attempts=attempts+1, next_attempt=?, last_reply=?, "
+        "delay_warned=MAX(delay_warned, ?), redelivery=0, lease_owner=NULL, lease_until=NULL "
+        "WHERE message_id=? AND idx=? AND lease_owner=?",
+        [
             (
                 o.state.value,
                 o.next_attempt,
@@ -583,22 +677,21 @@ def _record(
                 o.message_id,
                 o.index,
                 owner,
-            ),
-        )
-        touched.add(o.message_id)
-    for bounce in bounces:
-        _insert(db, bounce)
-    for queue_id in touched:
-        pending = db.execute(
-            "SELECT COUNT(*) FROM recipients WHERE message_id=? AND state NOT IN "
-            "('delivered','bounced')",
-            (queue_id,),
-        ).fetchone()[0]
-        if pending == 0:
-            row = db.execute("SELECT body_path FROM messages WHERE id=?", (queue_id,)).fetchone()
-            db.execute("DELETE FROM messages WHERE id=?", (queue_id,))
-            if row is not None:
-                finished.append(row[0])
+            )
+            for o in outcomes
+        ],
+    )
+    _insert_many(db, [_Insert(bounce, None) for bounce in bounces])
+    finished: list[str | None] = []
+    for queue_id in dict.fromkeys(o.message_id for o in outcomes):
+        # One statement per message: gone once no recipient is left to deliver.
+        row = db.execute(
+            "DELETE FROM messages WHERE id=? AND NOT EXISTS (SELECT 1 FROM recipients "
+            "WHERE message_id=? AND state NOT IN ('delivered','bounced')) RETURNING body_path",
+            (queue_id, queue_id),
+        ).fetchone()
+        if row is not None:
+            finished.append(row[0])
     return finished
 
 
