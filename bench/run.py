@@ -71,6 +71,16 @@ LISTENER_LINE = re.compile(r"^\s+mx\s+smtp://(\S+):(\d+)\s")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def _children(pid: int) -> list[int]:
+    """PIDs of the live child processes of ``pid`` (Linux /proc)."""
+    children: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            text = (task / "children").read_text()
+            children += [int(p) for p in text.split()]
+    return children
+
+
 @dataclass
 class Server:
     """A server process under test."""
@@ -84,9 +94,14 @@ class Server:
     lines: list[str] = field(default_factory=list)
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the process (all threads), from /proc."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        """User + system CPU of the process and its live children (worker processes),
+        all threads, from /proc."""
+        total = 0.0
+        for pid in [self.proc.pid, *_children(self.proc.pid)]:
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return total
 
     def stored(self) -> int:
         new = self.maildir / "new"
@@ -428,13 +443,17 @@ def machine() -> dict[str, Any]:
 
 
 def table(rows: list[dict[str, Any]]) -> list[str]:
-    header = "| mode | server | msgs/s | p50 ms | p99 ms | server CPU % | failures | pg/aiosmtpd |"
-    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|"]
+    header = (
+        "| mode | server | msgs/s | p50 ms | p99 ms | server CPU % | CPU µs/msg | failures "
+        "| pg/aiosmtpd |"
+    )
+    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         ratio = f"{row['ratio']:.2f}" if row.get("ratio") is not None else ""
         lines.append(
             f"| {row['mode']} | {row['server']} | {row['msgs_per_s']:.1f} | {row['p50']:.2f} "
-            f"| {row['p99']:.2f} | {row['cpu_pct']:.0f} | {row['failures']} | {ratio} |"
+            f"| {row['p99']:.2f} | {row['cpu_pct']:.0f} | {row['cpu_us_per_msg']:.0f} "
+            f"| {row['failures']} | {ratio} |"
         )
     return lines
 
@@ -458,6 +477,12 @@ def summarise(runs: list[dict[str, Any]], modes: list[str]) -> list[dict[str, An
                 "p50": mean([r["latency_ms"]["p50"] for r in mine]),
                 "p99": mean([r["latency_ms"]["p99"] for r in mine]),
                 "cpu_pct": mean([r["bench"]["server_cpu_pct"] for r in mine]),
+                "cpu_us_per_msg": mean(
+                    [
+                        r["bench"]["server_cpu_s"] / max(1, r["messages_ok_incl_warmup"]) * 1e6
+                        for r in mine
+                    ]
+                ),
                 "failures": sum(r["failures"]["total"] for r in mine),
                 "ratio": None,
             }

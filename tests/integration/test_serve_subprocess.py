@@ -1,10 +1,17 @@
-"""`postguard serve` as a real process: start-up banner, delivery, SIGTERM, privilege drop."""
+"""`postguard serve` as a real process: start-up banner, delivery, SIGTERM, privilege drop,
+worker processes (shared sockets, dying with the parent, a dead worker's mail recovered)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pwd
+import re
+import signal
+import socket
+import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -66,6 +73,7 @@ async def test_two_workers_share_the_sockets_and_deliver_every_message_once(
     assert len(ids) == len(set(ids)) == 40
     assert srv.stop() == 0
     assert not Path(f"/proc/{worker}").exists(), "the worker outlived a graceful stop"
+    assert "server.worker_died" not in srv.stderr()  # told to stop: not a death
 
 
 def test_workers_die_with_a_killed_parent(subprocess_factory) -> None:
@@ -77,3 +85,132 @@ def test_workers_die_with_a_killed_parent(subprocess_factory) -> None:
         time.sleep(0.05)  # bounded wait for the kernel to deliver PDEATHSIG
     status = Path(f"/proc/{worker}/status")
     assert not status.exists() or "zombie" in status.read_text(), "worker survived kill -9"
+
+
+class StallingLmtp:
+    """A minimal LMTP server (RFC 2033) that holds every connection before its greeting
+    until `release` is set, then accepts everything; it records each Message-ID stored.
+
+    Deliveries to it stay in flight (their recipients leased) as long as the test wants.
+    """
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.stored: list[str] = []
+        self.connections = 0
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as rfile:
+            self.release.wait(60)
+            send = conn.sendall
+            try:
+                send(b"220 stalling LMTP\r\n")
+                rcpts = 0
+                while line := rfile.readline():
+                    verb = line[:4].upper()
+                    if verb == b"LHLO":
+                        send(b"250-stall.test\r\n250 PIPELINING\r\n")
+                    elif verb == b"MAIL":
+                        rcpts = 0
+                        send(b"250 OK\r\n")
+                    elif verb == b"RCPT":
+                        rcpts += 1
+                        send(b"250 OK\r\n")
+                    elif verb == b"DATA":
+                        send(b"354 go\r\n")
+                        content = b""
+                        while (chunk := rfile.readline()) not in (b".\r\n", b""):
+                            content += chunk
+                        found = re.search(rb"Message-ID: <([^>]+)>", content)
+                        if found:
+                            self.stored.append(found.group(1).decode())
+                        send(b"250 stored\r\n" * rcpts)
+                    elif verb == b"QUIT":
+                        send(b"221 bye\r\n")
+                        return
+                    else:
+                        send(b"250 OK\r\n")
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self._closed = True
+        self.release.set()
+        self._sock.close()
+
+
+def _leases(data_dir: Path) -> dict[str, str | None]:
+    """Queue ID → lease owner of every recipient still queued (read-only, like the CLI)."""
+    db = data_dir / "queue" / "queue.db"
+    with contextlib.closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)) as conn:
+        return dict(conn.execute("SELECT message_id, lease_owner FROM recipients"))
+
+
+async def test_a_dead_workers_leased_mail_goes_to_the_others(subprocess_factory) -> None:
+    lmtp = StallingLmtp()
+    try:
+        srv = subprocess_factory(
+            server_toml="workers = 2",
+            extra_toml=(
+                '[delivery]\ndefault = "lmtp"\n\n'
+                f'[delivery.lmtp]\naddress = "127.0.0.1:{lmtp.port}"\ntls = "none"\n'
+            ),
+        )
+        [worker] = _children(srv.pid)
+        sent: list[str] = []
+
+        async def send(n: int) -> None:
+            dlg = await Dialogue.connect(srv.ports["mx"])
+            await dlg.expect("220")
+            await dlg.cmd("EHLO client.test", expect="250")
+            for i in range(3):
+                mid = f"dead{n}.{i}@workers.test"
+                reply = await dlg.send_message(f"Message-ID: <{mid}>\r\n\r\nx\r\n".encode())
+                assert reply[-1].startswith("250 2.0.0"), reply
+                sent.append(mid)
+            await dlg.cmd("QUIT", expect="221")
+            await dlg.close()
+
+        # Both processes accept connections; send until the worker holds some leases
+        # (its deliveries stall at the LMTP greeting, so they stay leased).
+        for attempt in range(10):
+            await asyncio.gather(*(send(attempt * 100 + n) for n in range(8)))
+            await asyncio.sleep(0.3)
+            if any(owner and f":{worker}:" in owner for owner in _leases(srv.data_dir).values()):
+                break
+        theirs = [q for q, o in _leases(srv.data_dir).items() if o and f":{worker}:" in o]
+        assert theirs, "the worker never took a connection"
+
+        os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            owners = _leases(srv.data_dir)
+            if all(not (owners.get(q) or "").count(f":{worker}:") for q in theirs):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the dead worker's leases were never given back")
+        assert "server.worker_died" in srv.stderr()
+        assert "killed by SIGKILL" in srv.stderr()
+
+        lmtp.release.set()  # now every delivery, the dead worker's included, can finish
+        deadline = time.monotonic() + 30
+        while set(sent) - set(lmtp.stored) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert not set(sent) - set(lmtp.stored), "mail the dead worker had leased is stuck"
+        assert srv.stop() == 0
+    finally:
+        lmtp.close()

@@ -335,3 +335,13 @@ async def test_a_version_1_queue_is_upgraded_in_place(tmp_path: Path) -> None:
         assert claim.recipients[0].redelivery is False
     finally:
         await store.close()
+
+
+async def test_a_dead_owners_leases_are_given_back_as_redeliveries(
+    store: SqliteQueueStore,
+) -> None:
+    await store.commit(message("Q1", rcpts=1), lease=Lease("worker-2", 5000.0))
+    await store.commit(message("Q2", rcpts=1), lease=Lease("worker-1", 5000.0))
+    assert await store.release_leases(owner="worker-2", now=2000.0, lost=True) == 1
+    (claim,) = await store.claim_due(now=2000.0, owner="worker-1", lease_seconds=60, limit=10)
+    assert (claim.message.queue_id, claim.recipients[0].redelivery) == ("Q1", True)

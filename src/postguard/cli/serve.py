@@ -15,9 +15,12 @@ import asyncio
 import contextlib
 import ctypes
 import importlib
+import logging
 import os
+import secrets
 import signal
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from ..config import ConfigError, default_config, load_config, render_sample
@@ -25,6 +28,7 @@ from ..config.schema import Config
 from ..observability import logging as pg_logging
 from ..observability.events import ServerEvent
 from ..observability.logging import log_event
+from ..queue.manager import lease_owner
 from ..server.app import MailServer
 from ..server.privileges import PrivilegeError, drop_privileges
 from ..tls.certstore import CertificateError
@@ -92,29 +96,39 @@ def run(args: argparse.Namespace) -> int:
         return EX_CONFIG
     if user is not None:
         log_event(ServerEvent.PRIVILEGES_DROPPED, user=user)
-    children = _fork_workers(server, config.server.workers)
-    if children is None:  # a worker process: serve until the parent tells us to stop
-        _run_loop(server, primary=False)
+    fork = _fork_workers(server, config.server.workers)
+    if fork.owner is not None:  # a worker process: serve until the parent tells us to stop
+        _run_loop(server, primary=False, owner=fork.owner)
         os._exit(EX_OK)
-    _run_loop(server, children=children)
+    _run_loop(server, children=fork.children)
     return EX_OK
 
 
-def _fork_workers(server: MailServer, workers: int) -> list[int] | None:
+@dataclass(frozen=True)
+class _Fork:
+    """What :func:`_fork_workers` leaves in each process."""
+
+    children: dict[int, str]  # in the parent: worker PID → the lease owner it uses
+    owner: str | None  # in a worker: its lease owner; None in the parent
+
+
+def _fork_workers(server: MailServer, workers: int) -> _Fork:
     """Fork ``workers - 1`` processes sharing the bound sockets (after privileges dropped).
 
-    Returns:
-        The children's PIDs in the parent, None in a child. No thread or event loop
-        exists yet at this point, which is what makes fork() safe here.
+    The parent names each worker's lease owner before the fork, so that when a worker
+    dies it can give that worker's queue leases to the others (:func:`_reap_dead`).
+    No thread or event loop exists yet at this point, which is what makes fork() safe.
     """
-    children: list[int] = []
+    hostname = server.config.server.hostname
+    children: dict[int, str] = {}
     for _ in range(workers - 1):
+        token = secrets.token_hex(4)
         pid = os.fork()
         if pid == 0:
             _die_with_parent()
-            return None
-        children.append(pid)
-    return children
+            return _Fork({}, lease_owner(hostname, os.getpid(), token))
+        children[pid] = lease_owner(hostname, pid, token)
+    return _Fork(children, None)
 
 
 def _die_with_parent() -> None:
@@ -142,15 +156,23 @@ def _preload_modules() -> None:
 
 
 def _run_loop(
-    server: MailServer, *, primary: bool = True, children: list[int] | None = None
+    server: MailServer,
+    *,
+    primary: bool = True,
+    children: dict[int, str] | None = None,
+    owner: str | None = None,
 ) -> None:
     async def main() -> None:
-        server.install_signal_handlers(forward_to=children or [])
-        await server.start(primary=primary)
+        live = list(children or {})
+        server.install_signal_handlers(forward_to=live)
+        await server.start(primary=primary, lease_owner=owner)
+        watcher = _watch_workers(server, children, live) if children else None
         if primary:
             print("postguard: ready", flush=True)
         await server.wait_stopped()
-        for pid in children or []:
+        if watcher is not None:
+            watcher.cancel()
+        for pid in list(live):
             await asyncio.to_thread(_reap, pid)
 
     uvloop = sys.modules.get("uvloop")
@@ -158,6 +180,83 @@ def _run_loop(
         asyncio.run(main())
     else:
         uvloop.run(main())
+
+
+WORKER_POLL_SECONDS = 1.0  # without pidfd_open(2): how often to look for dead workers
+
+
+def _watch_workers(
+    server: MailServer, children: dict[int, str], live: list[int]
+) -> asyncio.Task[None]:
+    """Notice a worker's death at once (a pidfd per worker; polling where unavailable)."""
+    loop = asyncio.get_running_loop()
+    exited = asyncio.Event()
+    fds: list[int] = []
+    for pid in list(live):
+        try:
+            fd = os.pidfd_open(pid)
+        except (OSError, AttributeError):
+            break  # old kernel or no such call: poll below
+        fds.append(fd)
+        loop.add_reader(fd, exited.set)
+
+    async def watch() -> None:
+        try:
+            while live:
+                if len(fds) == len(children):
+                    await exited.wait()
+                    exited.clear()
+                else:
+                    await asyncio.sleep(WORKER_POLL_SECONDS)
+                stopping = server.stopping  # workers exit when told to: not a death
+                for pid in _reap_dead(live, log=not stopping):
+                    if not stopping and server.queue is not None:
+                        await server.queue.recover_leases_of(children[pid])
+        finally:
+            for fd in fds:
+                loop.remove_reader(fd)
+                os.close(fd)
+
+    return loop.create_task(watch())
+
+
+def _reap_dead(live: list[int], *, log: bool) -> list[int]:
+    """Reap workers that have exited; return their PIDs (removed from ``live``).
+
+    With ``log`` (the server is not stopping) each is logged at ERROR; the caller then
+    makes the mail it had leased due again for the others, as redeliveries. The server
+    goes on with one process fewer; a restart brings the configured number back.
+    """
+    dead = []
+    for pid in list(live):
+        try:
+            reaped, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            reaped, status = pid, 0
+        if reaped == 0:
+            continue
+        live.remove(pid)
+        dead.append(pid)
+        if not log:
+            continue
+        log_event(
+            ServerEvent.WORKER_DIED,
+            logging.ERROR,
+            pid=pid,
+            how=_exit_description(status),
+            workers_left=len(live) + 1,
+        )
+    return dead
+
+
+def _exit_description(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            return f"killed by {signal.Signals(number).name}"
+        except ValueError:
+            return f"killed by signal {number}"
+    return f"exited with status {os.waitstatus_to_exitcode(status)}"
 
 
 def _print_banner(server: MailServer, defaults: bool) -> None:

@@ -67,3 +67,4 @@ class ServerEvent(Enum):
     PRIVILEGES_DROPPED = "server.privileges_dropped"
     SHUTDOWN_REQUESTED = "server.shutdown_requested"
     STOPPED = "server.stopped"
+    WORKER_DIED = "server.worker_died"

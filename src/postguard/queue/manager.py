@@ -191,16 +191,19 @@ class QueueManager:
         """The commit that :meth:`reserve` gave ``lease`` to failed: nothing was stored."""
         self._reserved -= 1
 
-    def start(self, *, recover: bool = True) -> None:
+    def start(self, *, recover: bool = True, owner: str | None = None) -> None:
         """Start the scan loop.
 
         Args:
             recover: release every lease first (the process that held them is gone).
                 Only the first process of a server does this; worker processes that
                 start beside it must not take their siblings' leases.
+            owner: the name to lease under (default: host, PID and a random token).
+                The parent of worker processes names them, to recover a dead one's
+                leases (:meth:`recover_leases_of`).
         """
         # The owner names this process: forked workers must not share one.
-        self.owner = f"{self.hostname}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.owner = owner or lease_owner(self.hostname, os.getpid())
         self._recover = recover
         self._loop_task = asyncio.get_running_loop().create_task(self._run())
 
@@ -235,6 +238,14 @@ class QueueManager:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
             self._start_ready()
         return claimed
+
+    async def recover_leases_of(self, owner: str) -> int:
+        """Make a dead process's leased recipients due again, as redeliveries."""
+        released = await self.store.release_leases(owner=owner, now=self._clock(), lost=True)
+        if released:
+            log_event(QueueEvent.RECOVERED, recipients=released, owner=owner)
+        self.wake()
+        return released
 
     async def recover_leases(self) -> int:
         """Make every leased recipient due again (at start-up: leases of a dead process)."""
@@ -532,6 +543,11 @@ class QueueManager:
                 reply=result.reply,
                 attempts=rcpt.attempts + 1,
             )
+
+
+def lease_owner(hostname: str, pid: int, token: str | None = None) -> str:
+    """The lease owner name of one process: host, PID and a random token (PIDs recur)."""
+    return f"{hostname}:{pid}:{token or secrets.token_hex(4)}"
 
 
 def _claim_of(message: NewMessage) -> Claim:

@@ -284,12 +284,14 @@ class MailServer:
             )
         return agents
 
-    async def start(self, *, primary: bool = True) -> None:
+    async def start(self, *, primary: bool = True, lease_owner: str | None = None) -> None:
         """Start delivery (recovering leases from a crash) and start accepting connections.
 
         Args:
             primary: this is the first (or only) process; worker processes forked
                 beside it skip the start-up recovery and orphan clean-up.
+            lease_owner: the name this process leases queue work under (given by the
+                parent to its workers, so it can recover a dead worker's leases).
         """
         assert self.queue is not None, "bind() first"
         assert self.store is not None
@@ -298,7 +300,7 @@ class MailServer:
         # rename and the store commit) are orphans.
         if self.bodies is not None and primary:
             self.bodies.remove_orphans(await self.store.body_paths())
-        self.queue.start(recover=primary)
+        self.queue.start(recover=primary, owner=lease_owner)
         for listener in self.listeners:
             await listener.start()
             for address in listener.addresses:
@@ -326,10 +328,12 @@ class MailServer:
     def install_signal_handlers(self, forward_to: list[int] | None = None) -> None:
         """SIGTERM/SIGINT: graceful shutdown; SIGHUP: reload certificates.
 
-        ``forward_to``: worker PIDs that get the same signal (the parent's job).
+        ``forward_to``: worker PIDs that get the same signal (the parent's job). The list
+        is used as it changes: the parent removes a worker once it has reaped it, so a
+        recycled PID never gets our signals.
         """
         loop = asyncio.get_running_loop()
-        workers = list(forward_to or [])
+        workers = forward_to if forward_to is not None else []
 
         def forward(signum: int) -> None:
             for pid in workers:
@@ -347,6 +351,11 @@ class MailServer:
         loop.add_signal_handler(signal.SIGTERM, stop)
         loop.add_signal_handler(signal.SIGINT, stop)
         loop.add_signal_handler(signal.SIGHUP, reload)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether a graceful stop has been requested."""
+        return self._stopping.is_set()
 
     def request_stop(self) -> None:
         """Begin graceful shutdown (idempotent)."""

@@ -181,10 +181,10 @@ class QueueStore(Protocol):
         """
         ...
 
-    async def release_leases(self, *, owner: str | None, now: float) -> int:
+    async def release_leases(self, *, owner: str | None, now: float, lost: bool = False) -> int:
         """Make leased recipients due again: all of ``owner``'s, or every lease expired
-        at ``now`` (those are marked as redeliveries: their owner may have stored a copy
-        before it died)."""
+        at ``now``. Expired leases, and ``owner``'s when ``lost`` (it died), are marked
+        as redeliveries: their owner may have stored a copy before it died."""
         ...
 
     async def next_due_time(self) -> float | None:

@@ -344,7 +344,7 @@ class SqliteQueueStore:
         finished = await self._writer.run(lambda db: _record(db, outcomes, owner, bounces))
         _unlink_bodies(finished)  # only after the COMMIT: a rollback must find its body
 
-    async def release_leases(self, *, owner: str | None, now: float) -> int:
+    async def release_leases(self, *, owner: str | None, now: float, lost: bool = False) -> int:
         def op(db: sqlite3.Connection) -> int:
             if owner is None:  # their owner is gone: it may have stored a copy first
                 cur = db.execute(
@@ -354,9 +354,9 @@ class SqliteQueueStore:
                 )
             else:
                 cur = db.execute(
-                    "UPDATE recipients SET state='queued', lease_owner=NULL, lease_until=NULL "
-                    "WHERE state='delivering' AND lease_owner = ?",
-                    (owner,),
+                    "UPDATE recipients SET state='queued', lease_owner=NULL, lease_until=NULL, "
+                    "redelivery=MAX(redelivery, ?) WHERE state='delivering' AND lease_owner = ?",
+                    (int(lost), owner),
                 )
             return cur.rowcount
 
