@@ -332,7 +332,9 @@ class QueueManager:
 
     async def _sleep_until_due(self) -> None:
         timeout = self.settings.scan_interval
-        if self._next_due is not None:
+        # With the ready area full nothing more is claimed: wait for a delivery to end
+        # (it wakes us) rather than spin on a due time that is already past.
+        if self._next_due is not None and self._ready_messages < self.settings.claim_batch:
             timeout = max(0.0, min(timeout, self._next_due - self._clock()))
         self._wakeup.clear()
         try:
