@@ -242,3 +242,43 @@ async def test_a_cancelled_session_still_hands_its_committed_message_over(
     (copy,) = list(new.iterdir())
     assert copy.read_bytes().endswith(b"Subject: cancelled\r\n\r\nbody\r\n")
     assert store.claimed == 0
+
+
+async def test_retries_are_claimed_while_new_mail_waits_in_memory(
+    store: CountingStore,
+) -> None:
+    # Mail that was committed unleased (say, the ready area was full) is claimed
+    # from the store even while many handed-off messages wait for their destination.
+    agent = BlockingAgent()
+    manager = manager_for(store, agent, claim_batch=2)
+    await store.commit(message("OLD"))
+    manager.start()
+    try:
+        await wait_for(lambda: len(agent.batches) == 1)  # OLD, claimed at start
+        for n in range(5):
+            await hand_off(manager, store, message(f"NEW{n}"))
+        await store.commit(message("LATER"))
+        manager.wake()
+        await asyncio.sleep(0.1)
+        assert store.claimed == 2  # LATER was claimed although 5 jobs are ready
+    finally:
+        agent.release.set()
+        await manager.stop()
+
+
+async def test_a_commit_that_ends_after_stop_gives_its_lease_back(
+    store: CountingStore,
+) -> None:
+    manager = manager_for(store, BlockingAgent())
+    manager.start()
+    await wait_for(lambda: manager.accepting)
+    lease = manager.reserve(100)
+    assert lease is not None
+    await manager.stop()  # the session's commit is still in flight
+    msg = message("LATE")
+    await store.commit(msg, lease=lease)
+    manager.committed(msg, lease)
+    await wait_for(lambda: not manager._tasks)
+    row = await store.get_message("LATE")
+    assert row is not None
+    assert row.recipients[0].state is RecipientState.QUEUED  # not stuck in "delivering"

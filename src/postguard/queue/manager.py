@@ -138,6 +138,7 @@ class QueueManager:
         self._loop_task: asyncio.Task[None] | None = None
         self._recover = True
         self._running = False
+        self._stopped = False
         # Leased work waiting for a delivery, by destination; and counts that bound it.
         self._ready: dict[str, list[_Job]] = {}
         self._ready_messages = 0  # jobs (a message's recipients on one route) in _ready
@@ -184,8 +185,19 @@ class QueueManager:
                 self._reserved -= 1
             return
         self._reserved -= 1
+        if self._stopped:  # the commit finished after stop(): give the lease back
+            task = asyncio.get_running_loop().create_task(self._give_back())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
         self._add_ready(_claim_of(message))
         self._wakeup.set()
+
+    async def _give_back(self) -> None:
+        try:
+            await self.store.release_leases(owner=self.owner, now=self._clock())
+        except Exception:  # a restart recovers them anyway
+            logging.getLogger("postguard").exception("releasing leases at stop failed")
 
     def abandoned(self, lease: Lease) -> None:
         """The commit that :meth:`reserve` gave ``lease`` to failed: nothing was stored."""
@@ -211,6 +223,7 @@ class QueueManager:
         """Stop scanning; wait for deliveries in flight (their outcomes are recorded), and
         give back the leases of work that never started (due again at once)."""
         self._running = False
+        self._stopped = True
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -220,10 +233,9 @@ class QueueManager:
         if self._ready:
             self._ready.clear()
             self._ready_messages = 0
-            try:
-                await self.store.release_leases(owner=self.owner, now=self._clock())
-            except Exception:  # a restart recovers them anyway
-                logging.getLogger("postguard").exception("releasing leases at stop failed")
+            await self._give_back()
+        if self._tasks:  # give-backs for commits that ended while we waited
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def run_once(self) -> int:
         """One scan: deliver what is due now and wait for those deliveries to finish.
@@ -280,8 +292,18 @@ class QueueManager:
         claimed = await self._claim_from_store()
         return claimed + self._start_ready()
 
+    def _claim_room(self) -> int:
+        """How many jobs a claim may bring into the ready area now.
+
+        A full batch while the ready area is below ``handoff_limit`` (new mail handed
+        over in memory must not starve retries that fall due), nothing above it.
+        """
+        s = self.settings
+        room = s.handoff_limit + s.claim_batch - self._ready_messages - self._reserved
+        return max(0, min(s.claim_batch, room))
+
     async def _claim_from_store(self) -> int:
-        room = self.settings.claim_batch - self._ready_messages
+        room = self._claim_room()
         if not self._store_due or room <= 0:
             return 0
         claims = await self.store.claim_due(
@@ -334,7 +356,7 @@ class QueueManager:
         timeout = self.settings.scan_interval
         # With the ready area full nothing more is claimed: wait for a delivery to end
         # (it wakes us) rather than spin on a due time that is already past.
-        if self._next_due is not None and self._ready_messages < self.settings.claim_batch:
+        if self._next_due is not None and self._claim_room() > 0:
             timeout = max(0.0, min(timeout, self._next_due - self._clock()))
         self._wakeup.clear()
         try:
