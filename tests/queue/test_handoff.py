@@ -282,3 +282,22 @@ async def test_a_commit_that_ends_after_stop_gives_its_lease_back(
     row = await store.get_message("LATE")
     assert row is not None
     assert row.recipients[0].state is RecipientState.QUEUED  # not stuck in "delivering"
+
+
+async def test_claims_stop_while_the_ready_area_holds_its_content_budget(
+    store: CountingStore,
+) -> None:
+    agent = BlockingAgent()
+    for n in range(3):
+        await store.commit(message(f"BIG{n}"))  # 43 octets of content each
+    manager = manager_for(store, agent, claim_max_octets=40, claim_batch=1, per_destination=1)
+    manager.start()
+    try:
+        await wait_for(lambda: store.claimed == 2)  # one in flight, one waiting for it
+        await asyncio.sleep(0.1)
+        assert store.claimed == 2  # the third stays in the store, not in memory
+        agent.release.set()
+        await wait_for(lambda: manager.delivered == 3)
+    finally:
+        agent.release.set()
+        await manager.stop()

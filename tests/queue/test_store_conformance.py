@@ -345,3 +345,19 @@ async def test_a_dead_owners_leases_are_given_back_as_redeliveries(
     assert await store.release_leases(owner="worker-2", now=2000.0, lost=True) == 1
     (claim,) = await store.claim_due(now=2000.0, owner="worker-1", lease_seconds=60, limit=10)
     assert (claim.message.queue_id, claim.recipients[0].redelivery) == ("Q1", True)
+
+
+async def test_a_claim_reads_at_most_its_content_budget(store: SqliteQueueStore) -> None:
+    await store.commit(message("Q1", rcpts=2, received_at=1000.0, body=b"a" * 600))
+    await store.commit(message("Q2", rcpts=1, received_at=1001.0, body=b"b" * 600))
+    await store.commit(message("Q3", rcpts=1, received_at=1002.0, body=b"c" * 300))
+    first = await store.claim_due(
+        now=2000.0, owner="a", lease_seconds=60, limit=10, max_octets=1000
+    )
+    # Q2 would pass the budget; Q3 still fits. Every recipient of a taken message comes.
+    assert {c.message.queue_id: len(c.recipients) for c in first} == {"Q1": 2, "Q3": 1}
+    (second,) = await store.claim_due(
+        now=2000.0, owner="a", lease_seconds=60, limit=10, max_octets=100
+    )
+    assert second.message.queue_id == "Q2"  # over any budget alone: taken all the same
+    assert second.content.endswith(b"b" * 600)

@@ -73,6 +73,7 @@ from .bounce import Action, RecipientReport, build_dsn, status_from_reply, wants
 from .ids import new_queue_id
 from .schedule import RetrySchedule
 from .store.base import (
+    CLAIM_MAX_OCTETS,
     Claim,
     Lease,
     MessageRow,
@@ -109,6 +110,7 @@ class ManagerSettings:
     claim_batch: int = 100
     handoff_limit: int = 1000  # messages leased and waiting in memory, at most
     handoff_max_octets: int = 64 * 1024  # larger messages are claimed from the store
+    claim_max_octets: int = CLAIM_MAX_OCTETS  # content claimed into memory, at most
 
 
 class QueueManager:
@@ -142,6 +144,7 @@ class QueueManager:
         # Leased work waiting for a delivery, by destination; and counts that bound it.
         self._ready: dict[str, list[_Job]] = {}
         self._ready_messages = 0  # jobs (a message's recipients on one route) in _ready
+        self._ready_octets = 0  # their content (a message on two routes counts twice)
         self._reserved = 0  # leases given to intake whose commit has not finished
         self._in_flight: dict[str, int] = {}  # deliveries running, by destination
         self._store_due = True  # the store may hold due work not yet claimed
@@ -232,7 +235,7 @@ class QueueManager:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._ready:
             self._ready.clear()
-            self._ready_messages = 0
+            self._ready_messages = self._ready_octets = 0
             await self._give_back()
         if self._tasks:  # give-backs for commits that ended while we waited
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -296,9 +299,14 @@ class QueueManager:
         """How many jobs a claim may bring into the ready area now.
 
         A full batch while the ready area is below ``handoff_limit`` (new mail handed
-        over in memory must not starve retries that fall due), nothing above it.
+        over in memory must not starve retries that fall due) and holds less content
+        than ``claim_max_octets``; nothing otherwise. (A claim always brings one
+        message, however large, so the ready area holds at most that budget plus one
+        message from the store, plus the hand-off's bounded share.)
         """
         s = self.settings
+        if self._ready_messages and self._ready_octets >= s.claim_max_octets:
+            return 0
         room = s.handoff_limit + s.claim_batch - self._ready_messages - self._reserved
         return max(0, min(s.claim_batch, room))
 
@@ -311,6 +319,7 @@ class QueueManager:
             owner=self.owner,
             lease_seconds=self.settings.lease_seconds,
             limit=room,
+            max_octets=max(1, self.settings.claim_max_octets - self._ready_octets),
         )
         if len(claims) < room:  # drained: look again when woken or when due
             self._store_due = False
@@ -326,6 +335,7 @@ class QueueManager:
             key = route if route != "maildir" else f"maildir:{rcpts[0].mailbox}"
             self._ready.setdefault(key, []).append(_Job(claim, route, rcpts))
             self._ready_messages += 1
+            self._ready_octets += len(claim.content)
 
     def _start_ready(self) -> int:
         """Start deliveries for ready destinations that may take one; return how many."""
@@ -345,6 +355,7 @@ class QueueManager:
             else:
                 del self._ready[destination]
             self._ready_messages -= len(taken)
+            self._ready_octets -= sum(len(job.claim.content) for job in taken)
             self._in_flight[destination] = running + 1
             task = loop.create_task(self._deliver(destination, taken))
             self._tasks.add(task)

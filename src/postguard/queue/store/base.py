@@ -76,6 +76,9 @@ class NewMessage:
     body_path: str | None = None
 
 
+CLAIM_MAX_OCTETS = 64 * 1024 * 1024  # content one claim brings into memory, at most
+
+
 @dataclass(frozen=True, slots=True)
 class Lease:
     """Who may deliver some recipients, and until when (epoch seconds)."""
@@ -167,9 +170,18 @@ class QueueStore(Protocol):
         ...
 
     async def claim_due(
-        self, *, now: float, owner: str, lease_seconds: float, limit: int
+        self,
+        *,
+        now: float,
+        owner: str,
+        lease_seconds: float,
+        limit: int,
+        max_octets: int = CLAIM_MAX_OCTETS,
     ) -> Sequence[Claim]:
-        """Lease up to ``limit`` due recipients, grouped by message."""
+        """Lease up to ``limit`` due recipients, grouped by message, whose messages'
+        content adds up to at most ``max_octets`` (one message is always taken, however
+        large): claims carry the content, and a queue of large messages must not be read
+        into memory all at once."""
         ...
 
     async def record(

@@ -49,6 +49,7 @@ from typing import Any, TypeVar
 from ...observability.events import QueueEvent
 from ...observability.logging import log_event
 from .base import (
+    CLAIM_MAX_OCTETS,
     Claim,
     Lease,
     MessageRow,
@@ -330,9 +331,17 @@ class SqliteQueueStore:
     # ------------------------------------------------------------ manager
 
     async def claim_due(
-        self, *, now: float, owner: str, lease_seconds: float, limit: int
+        self,
+        *,
+        now: float,
+        owner: str,
+        lease_seconds: float,
+        limit: int,
+        max_octets: int = CLAIM_MAX_OCTETS,
     ) -> Sequence[Claim]:
-        return await self._writer.run(lambda db: _claim(db, now, owner, now + lease_seconds, limit))
+        return await self._writer.run(
+            lambda db: _claim(db, now, owner, now + lease_seconds, limit, max_octets)
+        )
 
     async def record(
         self,
@@ -597,15 +606,36 @@ def _load_messages(db: sqlite3.Connection, queue_id: str | None, limit: int) -> 
 
 
 def _claim(
-    db: sqlite3.Connection, now: float, owner: str, lease_until: float, limit: int
+    db: sqlite3.Connection,
+    now: float,
+    owner: str,
+    lease_until: float,
+    limit: int,
+    max_octets: int = CLAIM_MAX_OCTETS,
 ) -> list[Claim]:
+    due = db.execute(
+        "SELECT r.rowid, r.message_id, m.size FROM recipients r JOIN messages m "
+        "ON m.id=r.message_id WHERE r.state IN ('queued','deferred') AND r.next_attempt <= ? "
+        "AND m.held=0 ORDER BY r.next_attempt LIMIT ?",
+        (now, limit),
+    ).fetchall()
+    # Whole messages, in due order, until the content budget is spent (at least one).
+    taken: dict[str, None] = {}
+    rowids: list[int] = []
+    octets = 0
+    for rowid, queue_id, size in due:
+        if queue_id not in taken:
+            if taken and octets + (size if isinstance(size, int) else 0) > max_octets:
+                continue
+            taken[queue_id] = None
+            octets += size if isinstance(size, int) else 0
+        rowids.append(rowid)
+    if not rowids:
+        return []
     leased = db.execute(
         "UPDATE recipients SET state='delivering', lease_owner=?, lease_until=? "
-        "WHERE rowid IN (SELECT r.rowid FROM recipients r JOIN messages m ON m.id=r.message_id "
-        "  WHERE r.state IN ('queued','deferred') AND r.next_attempt <= ? AND m.held=0 "
-        "  ORDER BY r.next_attempt LIMIT ?) "
-        f"RETURNING {_RCPT_COLUMNS}",
-        (owner, lease_until, now, limit),
+        f"WHERE rowid IN (SELECT value FROM json_each(?)) RETURNING {_RCPT_COLUMNS}",
+        (owner, lease_until, json.dumps(rowids)),
     ).fetchall()
     by_message: dict[str, list[RecipientRow]] = {}
     bad: dict[str, str] = {}
