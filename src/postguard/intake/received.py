@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from functools import lru_cache
 
 from ..server.envelope import Provenance
 
@@ -57,10 +58,16 @@ def received_header(
         smtputf8=smtputf8,
     )
     lines.append(f"\tby {hostname} (postguard) with {protocol} id {queue_id}")
-    date = format_datetime(datetime.fromtimestamp(timestamp, UTC))
+    date = _rfc5322_date(int(timestamp))
     if for_recipient:
         lines.append(f"\tfor <{for_recipient}>; {date}")
     else:
         lines[-1] += ";"
         lines.append(f"\t{date}")
     return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+@lru_cache(maxsize=4)
+def _rfc5322_date(seconds: int) -> str:
+    """RFC 5322 date-time of a whole second, UTC (cached: a busy second has many messages)."""
+    return format_datetime(datetime.fromtimestamp(seconds, UTC))

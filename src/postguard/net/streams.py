@@ -100,14 +100,18 @@ class SmtpStream(asyncio.Protocol):
             Interrupted: :meth:`interrupt` was called while waiting.
         """
         if not self._chunks and not self._eof:
-            self._waiter = self._loop.create_future()
+            waiter = self._waiter = self._loop.create_future()
+            # One timer handle per wait (cheaper than asyncio.timeout's cancellation
+            # machinery, and this runs for every command of every session).
+            timer = None
+            if timeout is not None:
+                timer = self._loop.call_later(timeout, _expire, waiter, timeout)
             try:
-                async with asyncio.timeout(timeout):
-                    await self._waiter
-            except TimeoutError:
-                raise ReadTimeout(f"no data for {timeout} s") from None
+                await waiter
             finally:
                 self._waiter = None
+                if timer is not None:
+                    timer.cancel()
         if not self._chunks:
             return b""
         data = b"".join(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
@@ -186,3 +190,8 @@ class SmtpStream(asyncio.Protocol):
 
 
 __all__ = ["Interrupted", "PeerClosed", "ReadTimeout", "SmtpStream", "TlsHandshakeFailed"]
+
+
+def _expire(waiter: asyncio.Future[None], timeout: float) -> None:
+    if not waiter.done():
+        waiter.set_exception(ReadTimeout(f"no data for {timeout} s"))
