@@ -16,7 +16,11 @@ class ExampleAgent:
 
     name = "example"
 
-    def deliver(self, content: bytes, mailboxes: list[str]) -> dict[str, Outcome]:
+    def deliver(
+        self, content: bytes, mailboxes: list[str], *, reverse_path: str = ""
+    ) -> dict[str, Outcome]:
+        # reverse_path: the envelope sender ("" for <>); a final-delivery agent records it
+        # as Return-Path (RFC 5321 §4.4).
         return {mailbox: self._deliver_one(content, mailbox) for mailbox in mailboxes}
 
     def _deliver_one(self, content: bytes, mailbox: str) -> Outcome:
