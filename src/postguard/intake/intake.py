@@ -4,12 +4,15 @@ The session hands intake an envelope and the content as it arrives; intake
 adds the Received header (with TLS details) and a Message-ID when missing,
 routes each recipient, and commits the message to the queue store.
 :meth:`Submission.commit` returns the queue ID only once the message is on
-stable storage; the session sends 250 after that and never before.
+stable storage; the session sends 250 after that and never before. Intake
+then hands the message to the queue manager (:class:`Handoff`): committed
+with a lease the manager reserved, it is delivered from memory, and never
+before the commit is durable.
 
 Intake also guards the disk: below ``min_free_disk`` on the queue's file
 system new mail gets 452 4.3.1 (checked at MAIL and again at commit).
 
-Must not: speak SMTP or deliver. Delivery starts from what the store holds.
+Must not: speak SMTP or deliver.
 """
 
 from __future__ import annotations
