@@ -1,4 +1,5 @@
-"""New mail handed from intake to the queue manager in memory (the active queue).
+"""New mail handed from intake to the queue manager in memory (the active queue),
+bounds on what waits in memory, and redelivery after a crash.
 
 The store commits a new message already leased to the manager; the manager
 delivers it from memory without claiming it back. Runs the real SQLite store,
@@ -301,3 +302,39 @@ async def test_claims_stop_while_the_ready_area_holds_its_content_budget(
     finally:
         agent.release.set()
         await manager.stop()
+
+
+async def test_a_copy_stored_before_a_crash_is_not_stored_again(
+    store: CountingStore, tmp_path: Path
+) -> None:
+    # The crashed process stored the Maildir copy and died before recording it: its
+    # lease is recovered at the next start, and the redelivery finds the copy.
+    msg = message("CRASH1")
+    msg = NewMessage(
+        queue_id=msg.queue_id,
+        received_at=msg.received_at,
+        reverse_path=msg.reverse_path,
+        recipients=(NewRecipient("bob@localhost", "bob@localhost", "maildir"),),
+        prepend=msg.prepend,
+        size=msg.size,
+        envelope=msg.envelope,
+        body=msg.body,
+    )
+    await store.commit(msg, lease=Lease("crashed-process", T0 + 600))
+    maildir = MaildirAgent(tmp_path / "mail")
+    assert msg.body is not None
+    item = DeliveryItem(
+        msg.prepend + msg.body, ["bob@localhost"], msg.reverse_path, key="CRASH1", received_at=T0
+    )
+    assert maildir.deliver_batch([item]) == [{"bob@localhost": Delivered()}]
+
+    manager = QueueManager(store, {"maildir": maildir}, hostname="mx.test", clock=lambda: T0 + 1)
+    manager.start()  # recovers the dead process's lease, marked as a redelivery
+    try:
+        await wait_for(lambda: manager.delivered == 1)
+    finally:
+        await manager.stop()
+    new = tmp_path / "mail" / "localhost" / "bob" / "new"
+    (copy,) = list(new.iterdir())  # one copy, not two
+    assert copy.name.startswith(f"{int(T0)}.QCRASH1.")
+    assert await store.get_message("CRASH1") is None
