@@ -308,6 +308,25 @@ async def test_show_gives_envelope_recipient_state_reply_and_tls_provenance(
     assert (rcpt["address"], rcpt["mailbox"], rcpt["state"]) == (ALICE, ALICE, "deferred")
     assert rcpt["attempts"] == 1
     assert rcpt["last_reply"].startswith("451 4.4.1 ")
+    assert rcpt["redelivery"] is False
+    assert "redelivery:" not in text
+
+
+async def test_show_marks_a_recipient_recovered_from_a_dead_process(
+    srv: InProcessServer, lmtp: LmtpTarget
+) -> None:
+    sent = await send(srv, ALICE)
+    await deferred(srv, sent.queue_id)
+    # What start-up recovery does to the leases of a process that died mid-delivery.
+    assert srv.server is not None and srv.server.store is not None
+    store = srv.server.store
+    await store.claim_due(now=time.time() + 10**6, owner="dead", lease_seconds=1, limit=10)
+    await store.release_leases(owner="dead", now=time.time(), lost=True)
+
+    text = (await run_ok(srv, "show", sent.queue_id)).out
+    assert "    redelivery: leased by a process that died; a copy may exist already\n" in text
+    [rcpt] = (await run_ok(srv, "show", sent.queue_id, "--json")).json()["recipients"]
+    assert rcpt["redelivery"] is True
 
 
 async def test_show_of_a_plaintext_message_says_so(srv: InProcessServer) -> None:

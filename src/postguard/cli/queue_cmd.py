@@ -155,6 +155,7 @@ def message_dict(m: MessageRow) -> dict[str, Any]:
                 "attempts": r.attempts,
                 "next_attempt": _iso(r.next_attempt),
                 "last_reply": r.last_reply,
+                "redelivery": r.redelivery,
             }
             for r in m.recipients
         ],
@@ -220,6 +221,8 @@ def _print_show(m: MessageRow, as_json: bool) -> None:
         )
         if r["last_reply"]:
             print(f"    last reply: {r['last_reply']}")
+        if r["redelivery"]:
+            print("    redelivery: leased by a process that died; a copy may exist already")
 
 
 def _print_stats(stats: QueueStats, as_json: bool) -> None:
