@@ -282,12 +282,26 @@ def run_load(
     if args.pipelining:
         argv.append("-P")
     stored_before, cpu_before, started = server.stored(), server.cpu_seconds(), time.monotonic()
+    depths: list[int] = []  # postguard's queue, once a second while the load runs
+    loading = threading.Event()
+    loading.set()
+
+    def sample() -> None:
+        while loading.is_set():
+            with contextlib.suppress(sqlite3.Error):
+                depths.append(server.backlog())
+            time.sleep(1.0)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    if server.queue_dir is not None:
+        sampler.start()
     done = subprocess.run(
         argv,
         capture_output=True,
         text=True,
         timeout=args.warmup + args.duration + 120,
     )
+    loading.clear()
     wall = time.monotonic() - started
     cpu = server.cpu_seconds() - cpu_before
     if done.returncode != 0:
@@ -302,6 +316,7 @@ def run_load(
         "server_cpu_pct": round(cpu / wall * 100, 1),
         "drain_s": round(time.monotonic() - drain_started, 2),
         "backlog_left": server.backlog(),
+        "queue_depths": depths,
         "sent": result["messages_ok_incl_warmup"],
         "stored": server.stored() - stored_before,
         "smtpload_summary": done.stderr.strip(),
@@ -493,7 +508,34 @@ def summarise(runs: list[dict[str, Any]], modes: list[str]) -> list[dict[str, An
     return rows
 
 
-def record(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Namespace) -> None:
+def queue_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """Whether delivery kept up: postguard's queue depth during each run, and the drain."""
+    lines = []
+    for run in runs:
+        b = run["bench"]
+        depths = b.get("queue_depths") or []
+        if b["server"] != "postguard" or not depths:
+            continue
+        half = len(depths) // 2
+        lines.append(
+            f"postguard {run['mode']}: messages in the queue during the load (sampled each "
+            f"second): peak {max(depths)}, mean of the first half {mean_of(depths[:half])}, "
+            f"of the second half {mean_of(depths[half:])}, at the end {depths[-1]}; "
+            f"drained {b['drain_s']} s after the load."
+        )
+    return lines
+
+
+def mean_of(values: list[int]) -> str:
+    return f"{sum(values) / len(values):.0f}" if values else "-"
+
+
+def record(
+    rows: list[dict[str, Any]],
+    info: dict[str, Any],
+    args: argparse.Namespace,
+    runs: list[dict[str, Any]] | None = None,
+) -> None:
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     section = [
         "",
@@ -509,6 +551,9 @@ def record(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Name
         *table(rows),
         "",
     ]
+    queue = queue_lines(runs or [])
+    if queue:
+        section += [*(f"* {line}" for line in queue), ""]
     with open(RESULTS_MD, "a", encoding="utf-8") as f:
         f.write("\n".join(section))
 
@@ -595,6 +640,8 @@ def main() -> int:
     )
     print()
     print("\n".join(table(rows)))
+    for line in queue_lines(runs):
+        print(line)
     for run in runs:
         b = run["bench"]
         if b["stored"] < b["sent"] or b["backlog_left"]:
@@ -615,7 +662,7 @@ def main() -> int:
             print(f"    {pct:5.1f}%  {frame}")
     print(f"\nraw results: {out_json.relative_to(REPO)}")
     if args.record:
-        record(rows, info, args)
+        record(rows, info, args, runs)
         print(f"recorded in {RESULTS_MD.relative_to(REPO)}")
     return 0
 
