@@ -16,6 +16,11 @@ Options:
     --record            append a dated section to bench/RESULTS.md
     --profile           after measuring, profile postguard with py-spy in each mode
     --keep              keep the servers' data directories (printed) instead of deleting them
+    --flush-latency MS  give both servers' fsync, fdatasync and syncfs MS more latency, as
+                        on a slower disk (an LD_PRELOAD shim, bench/slowflush/slowflush.c:
+                        one flush at a time per process, concurrent callers covered by the
+                        next flush, as ext4's journal merges them; the real call is still
+                        made). One process each (--workers 1).
     --workdir DIR       put both servers' data directories under DIR (default: $TMPDIR or
                         /tmp). File creation cost depends on the file system's state: on the
                         development VM an empty-file create costs about 380 µs of CPU under
@@ -74,6 +79,7 @@ SERVERS = ("postguard", "aiosmtpd")
 RCPT = "test@localhost"
 LISTENER_LINE = re.compile(r"^\s+mx\s+smtp://(\S+):(\d+)\s")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+SERVER_ENV: dict[str, str] = {}  # extra environment of both servers (--flush-latency)
 
 
 def _children(pid: int) -> list[int]:
@@ -148,6 +154,20 @@ def build_smtpload() -> Path:
     return binary
 
 
+def build_slowflush() -> Path:
+    """Build the LD_PRELOAD shim that adds flush latency (bench/slowflush/slowflush.c)."""
+    library = OUT / "slowflush.so"
+    source = BENCH / "slowflush" / "slowflush.c"
+    done = subprocess.run(
+        ["gcc", "-O2", "-shared", "-fPIC", "-o", str(library), str(source), "-ldl", "-lpthread"],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        sys.exit(f"bench: building {source} failed:\n{done.stderr}")
+    return library
+
+
 def _start(
     name: str, argv: list[str], stderr_path: Path, port_of: re.Pattern[str], ready: str
 ) -> tuple[subprocess.Popen[str], int, list[str]]:
@@ -158,7 +178,7 @@ def _start(
         stdout=subprocess.PIPE,
         stderr=err,
         text=True,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        env=dict(os.environ, PYTHONUNBUFFERED="1", **SERVER_ENV),
     )
     err.close()
     lines: list[str] = []
@@ -552,7 +572,12 @@ def record(
         f"{args.duration} s measured after {args.warmup} s warm-up, {args.rounds} round(s), "
         f"pipelining {'on' if args.pipelining else 'off'}, STARTTLS verifying the certificate; "
         f"postguard with workers = {args.workers}; data under "
-        f"{args.workdir or tempfile.gettempdir()}.",
+        f"{args.workdir or tempfile.gettempdir()}"
+        + (
+            f"; **simulated flush latency {args.flush_latency:g} ms** (bench/slowflush)."
+            if args.flush_latency > 0
+            else "."
+        ),
         "",
         *table(rows),
         "",
@@ -579,6 +604,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true", help="py-spy profile of postguard")
     parser.add_argument("--keep", action="store_true", help="keep the data directories")
     parser.add_argument(
+        "--flush-latency",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="give both servers' fsync/fdatasync/syncfs this latency (a slower disk; "
+        "needs gcc; one process each)",
+    )
+    parser.add_argument(
         "--workdir",
         default=None,
         help="where both servers' data directories go (default: the system's temporary "
@@ -599,6 +632,11 @@ def main() -> int:
     args = parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     smtpload = build_smtpload()
+    if args.flush_latency > 0:
+        if args.workers != 1:
+            sys.exit("bench: --flush-latency models one disk per process: use --workers 1")
+        SERVER_ENV["LD_PRELOAD"] = str(build_slowflush())
+        SERVER_ENV["SLOWFLUSH_US"] = str(int(args.flush_latency * 1000))
     # postguard started as root drops to "nobody", which must be able to enter its data dir
     work = Path(tempfile.mkdtemp(prefix="pg-bench-", dir=args.workdir))
     work.chmod(0o755)
