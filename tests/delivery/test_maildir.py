@@ -35,6 +35,7 @@ from postguard.delivery import maildir as maildir_module
 from postguard.delivery.base import (
     Delivered,
     DeliveryItem,
+    NeedsFlush,
     PermanentFailure,
     TemporaryFailure,
 )
@@ -201,7 +202,7 @@ def test_a_large_batch_is_made_durable_with_one_file_system_sync(
 ) -> None:
     """From SYNCFS_MIN_BATCH messages on, copies skip their own fsync and one syncfs(2)
     flushes the batch; every copy is still stored exactly."""
-    assert maildir_module._syncfs is not None, "syncfs(2) should be available on Linux"
+    assert maildir_module.HAS_SYNCFS, "syncfs(2) should be available on Linux"
     items = [
         DeliveryItem(f"Subject: {n}\r\n\r\nbody {n}\r\n".encode(), [MAILBOX], "a@example.org")
         for n in range(maildir_module.SYNCFS_MIN_BATCH * 3)
@@ -352,7 +353,7 @@ def test_an_unusable_arrival_time_still_gives_a_stable_name(
 def test_a_syncfs_batch_with_one_copy_already_stored_leaves_one_copy_each(
     agent: MaildirAgent, tmp_path: Path
 ) -> None:
-    assert maildir_module._syncfs is not None, "syncfs(2) should be available on Linux"
+    assert maildir_module.HAS_SYNCFS, "syncfs(2) should be available on Linux"
     items = [
         keyed(f"Q{n}", f"Subject: {n}\r\n\r\nbody {n}\r\n".encode(), redelivery=True)
         for n in range(maildir_module.SYNCFS_MIN_BATCH + 2)
@@ -419,3 +420,18 @@ def test_something_else_under_the_deterministic_name_is_451_and_is_not_followed(
     assert (outcome.reply.code, outcome.reply.enhanced) == (451, "4.3.0")
     assert outside.read_bytes() == b"not mail"
     assert list((maildir / "tmp").iterdir()) == []
+
+
+def test_a_large_batch_can_leave_its_flush_to_the_caller(tmp_path: Path) -> None:
+    agent = MaildirAgent(tmp_path / "mail", flush_by_caller=True)
+    batch = [
+        DeliveryItem(f"Subject: {n}\r\n\r\nx\r\n".encode(), ["bob@example.org"], key=f"K{n}")
+        for n in range(maildir_module.SYNCFS_MIN_BATCH)
+    ]
+    results = agent.deliver_batch(batch)
+    assert results == [{"bob@example.org": NeedsFlush(str(tmp_path / "mail"))}] * len(batch)
+    new = tmp_path / "mail" / "example.org" / "bob" / "new"
+    assert len(list(new.iterdir())) == len(batch)  # stored; durable once the caller flushes
+    # A small batch still makes itself durable (per-file fsync) and says Delivered.
+    (small,) = agent.deliver_batch([DeliveryItem(b"Subject: s\r\n\r\nx\r\n", ["bob@example.org"])])
+    assert small == {"bob@example.org": Delivered()}

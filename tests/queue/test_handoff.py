@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from postguard.delivery.base import Delivered, DeliveryItem, Outcome
+from postguard.delivery.base import Delivered, DeliveryItem, NeedsFlush, Outcome
 from postguard.delivery.maildir import MaildirAgent
 from postguard.intake.intake import Intake
 from postguard.protocol.grammar import parse_mailbox
@@ -338,3 +338,48 @@ async def test_a_copy_stored_before_a_crash_is_not_stored_again(
     (copy,) = list(new.iterdir())  # one copy, not two
     assert copy.name.startswith(f"{int(T0)}.QCRASH1.")
     assert await store.get_message("CRASH1") is None
+
+
+class FlushLeavingAgent(BlockingAgent):
+    """Says its copies need a flush of `path` (as Maildir does under load)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.release.set()
+        self.path = path
+
+    def deliver_batch(self, items: list[DeliveryItem]) -> list[dict[str, Outcome]]:
+        super().deliver_batch(items)
+        return [{m: NeedsFlush(self.path) for m in item.mailboxes} for item in items]
+
+
+async def test_copies_left_unflushed_count_only_after_the_managers_flush(
+    store: CountingStore, tmp_path: Path
+) -> None:
+    agent = FlushLeavingAgent(str(tmp_path))
+    manager = manager_for(store, agent)
+    manager.start()
+    try:
+        await hand_off(manager, store, message("F1"))
+        await wait_for(lambda: manager.delivered == 1)
+    finally:
+        await manager.stop()
+    assert await store.get_message("F1") is None
+
+
+async def test_a_failed_flush_defers_the_copies(store: CountingStore, tmp_path: Path) -> None:
+    agent = FlushLeavingAgent(str(tmp_path / "no-such-file-system"))
+    manager = manager_for(store, agent)
+    manager.start()
+    try:
+        await hand_off(manager, store, message("F2"))
+        await wait_for(lambda: bool(agent.batches))
+        await wait_for(lambda: not manager._tasks)
+    finally:
+        await manager.stop()
+    row = await store.get_message("F2")
+    assert row is not None
+    (rcpt,) = row.recipients
+    assert rcpt.state is RecipientState.DEFERRED
+    assert rcpt.last_reply is not None and "flushing copies failed" in rcpt.last_reply
+    assert manager.delivered == 0

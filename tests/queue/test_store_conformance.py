@@ -361,3 +361,18 @@ async def test_a_claim_reads_at_most_its_content_budget(store: SqliteQueueStore)
     )
     assert second.message.queue_id == "Q2"  # over any budget alone: taken all the same
     assert second.content.endswith(b"b" * 600)
+
+
+async def test_a_flush_of_agent_files_shares_the_round_and_fails_alone(
+    store: SqliteQueueStore, tmp_path: Path
+) -> None:
+    maildirs = tmp_path / "mail"
+    maildirs.mkdir()
+    (maildirs / "copy").write_bytes(b"a delivered copy\r\n")
+    await asyncio.gather(store.commit(message("Q1")), store.flush([str(maildirs)]))
+    # A path that cannot be flushed fails its own caller, not a commit in the same round.
+    commit = asyncio.ensure_future(store.commit(message("Q2")))
+    with pytest.raises(OSError):
+        await store.flush([str(tmp_path / "gone")])
+    await commit
+    assert await store.get_message("Q2") is not None

@@ -6,7 +6,8 @@ queue store; an unexpected exception in an agent is counted by the caller as
 a *temporary* failure (maddy's rule), so a bug never loses mail.
 
 Durability: an agent returns :class:`Delivered` only once the message is on
-stable storage at its destination.
+stable storage at its destination, or :class:`NeedsFlush` when its caller
+asked to make it durable itself (one flush shared with the queue's log sync).
 
 Batches (optional): an agent may also offer
 ``deliver_batch(items: list[DeliveryItem]) -> list[dict[str, Outcome]]``, one
@@ -52,7 +53,19 @@ class PermanentFailure:
     detail: str
 
 
-Outcome = Delivered | TemporaryFailure | PermanentFailure
+@dataclass(frozen=True, slots=True)
+class NeedsFlush:
+    """Stored, durable once the file system holding ``path`` has been flushed (syncfs).
+
+    Returned only by an agent its caller asked to leave the flush to it: the queue
+    manager then flushes once for the whole batch, in the same round as the queue's own
+    log sync, and counts the copy :class:`Delivered` only after that flush succeeded.
+    """
+
+    path: str
+
+
+Outcome = Delivered | TemporaryFailure | PermanentFailure | NeedsFlush
 
 
 @dataclass(frozen=True, slots=True)

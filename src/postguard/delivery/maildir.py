@@ -33,7 +33,6 @@ Must not: read or change the queue; it only returns outcomes.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import itertools
 import math
@@ -43,12 +42,18 @@ import secrets
 import socket
 import stat
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from ..protocol.replies import Reply
-from ..queue.fsync import fsync_directory
-from .base import Delivered, DeliveryItem, Outcome, PermanentFailure, TemporaryFailure
+from ..queue.fsync import HAS_SYNCFS, fsync_directory, sync_file_system
+from .base import (
+    Delivered,
+    DeliveryItem,
+    NeedsFlush,
+    Outcome,
+    PermanentFailure,
+    TemporaryFailure,
+)
 
 _R452_STORAGE = Reply.of(452, "4.3.1", "Insufficient system storage")
 _R451_LOCAL = Reply.of(451, "4.3.0", "Local delivery error")
@@ -57,35 +62,6 @@ _R552_MAILBOX_FULL = Reply.of(552, "5.2.2", "Mailbox full")  # RFC 3463: mailbox
 USAGE_RESCAN_SECONDS = 300.0  # re-count a mailbox now and then (clients delete mail)
 _counter = itertools.count()
 SYNCFS_MIN_BATCH = 4  # below this, per-file fsyncs cost less than flushing the file system
-
-
-def _load_syncfs() -> Callable[[int], int] | None:
-    """libc's syncfs(2) (Linux), or None where it is not available."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        function: Callable[[int], int] = libc.syncfs
-    except (OSError, AttributeError):
-        return None
-    return function
-
-
-_syncfs = _load_syncfs()
-
-
-def _sync_file_system(path: Path) -> None:
-    """Flush every dirty page and inode of the file system holding ``path``.
-
-    Raises:
-        OSError: the flush failed (Linux ≥ 5.8 reports writeback errors here).
-    """
-    assert _syncfs is not None
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        if _syncfs(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err))
-    finally:
-        os.close(fd)
 
 
 MAX_NAME_OCTETS = 255  # NAME_MAX of every Linux file system we write Maildirs on
@@ -122,9 +98,17 @@ class MaildirAgent:
 
     name = "maildir"
 
-    def __init__(self, root: Path, *, quota: int = 0) -> None:
+    def __init__(self, root: Path, *, quota: int = 0, flush_by_caller: bool = False) -> None:
+        """Args:
+        root: the directory holding every Maildir (``<domain>/<local part>``).
+        quota: octets per Maildir (0: none).
+        flush_by_caller: for a batch that would end with one syncfs(2), return
+            :class:`~postguard.delivery.base.NeedsFlush` instead and let the caller
+            flush (the queue manager shares that flush with the queue's log sync).
+        """
         self.root = root
         self.quota = quota
+        self.flush_by_caller = flush_by_caller
         # Octets per Maildir, counted from the ",S=<size>" in file names (no stat per
         # file), refreshed every USAGE_RESCAN_SECONDS, increased as we deliver.
         self._usage: dict[Path, tuple[float, int]] = {}
@@ -159,7 +143,7 @@ class MaildirAgent:
             One outcome mapping per item, in order. A copy counts as Delivered only
             once it is on stable storage.
         """
-        use_syncfs = len(items) >= SYNCFS_MIN_BATCH and _syncfs is not None
+        use_syncfs = len(items) >= SYNCFS_MIN_BATCH and HAS_SYNCFS
         results: list[dict[str, Outcome]] = []
         pending: dict[Path, list[tuple[int, str, Path]]] = {}
         for index, item in enumerate(items):
@@ -176,9 +160,15 @@ class MaildirAgent:
                 else:
                     outcomes[mailbox] = stored
             results.append(outcomes)
+        if use_syncfs and pending and self.flush_by_caller:
+            flush = NeedsFlush(str(self.root))
+            for entries in pending.values():
+                for index, mailbox, _path in entries:
+                    results[index][mailbox] = flush
+            return results
         if use_syncfs and pending:
             try:
-                _sync_file_system(self.root)
+                sync_file_system(self.root)
             except OSError as exc:
                 for entries in pending.values():
                     for index, mailbox, _path in entries:

@@ -62,6 +62,7 @@ from ..delivery.base import (
     Delivered,
     DeliveryAgent,
     DeliveryItem,
+    NeedsFlush,
     Outcome,
     PermanentFailure,
     TemporaryFailure,
@@ -380,7 +381,7 @@ class QueueManager:
 
     async def _deliver(self, destination: str, jobs: list[_Job]) -> None:
         try:
-            results = await self._call_agent(jobs)
+            results = await self._flushed(await self._call_agent(jobs))
             try:
                 await self._settle(jobs, results)
             except Exception:
@@ -392,6 +393,23 @@ class QueueManager:
             else:
                 self._in_flight.pop(destination, None)
             self._wakeup.set()
+
+    async def _flushed(self, results: list[dict[str, Outcome]]) -> list[dict[str, Outcome]]:
+        """Make copies an agent left to us durable (one flush round shared with the
+        queue's log sync), before any outcome is recorded: Delivered, or 451 if the
+        flush failed (the copy may be lost; the retry is idempotent for Maildir)."""
+        paths = {o.path for r in results for o in r.values() if isinstance(o, NeedsFlush)}
+        if not paths:
+            return results
+        done: Outcome
+        try:
+            await self.store.flush(sorted(paths))
+            done = Delivered()
+        except OSError as exc:
+            done = TemporaryFailure(replies.R451_LOCAL_ERROR, f"flushing copies failed: {exc}")
+        return [
+            {m: done if isinstance(o, NeedsFlush) else o for m, o in r.items()} for r in results
+        ]
 
     async def _call_agent(self, jobs: list[_Job]) -> list[dict[str, Outcome]]:
         route = jobs[0].route
@@ -478,6 +496,8 @@ class QueueManager:
                 RecipientOutcome(rcpt.message_id, rcpt.index, RecipientState.DELIVERED, reply),
                 report,
             )
+        if isinstance(outcome, NeedsFlush):  # never recorded unflushed (see _flushed)
+            outcome = TemporaryFailure(replies.R451_LOCAL_ERROR, "copy not flushed")
         reply = f"{outcome.reply} ({outcome.detail})" if outcome.detail else str(outcome.reply)
         wire_reply = str(outcome.reply)
         schedule = replace(self.settings.schedule, attempts=rcpt.attempts + 1)

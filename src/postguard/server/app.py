@@ -268,7 +268,9 @@ class MailServer:
     def _delivery_agents(self) -> dict[str, DeliveryAgent]:
         local = self.config.local
         agents: dict[str, DeliveryAgent] = {
-            "maildir": MaildirAgent(local.maildir_root, quota=local.mailbox_quota)
+            "maildir": MaildirAgent(
+                local.maildir_root, quota=local.mailbox_quota, flush_by_caller=True
+            )
         }
         lmtp = self.config.delivery.lmtp
         if lmtp is not None:

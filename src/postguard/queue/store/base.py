@@ -193,6 +193,16 @@ class QueueStore(Protocol):
         """
         ...
 
+    async def flush(self, paths: Sequence[str]) -> None:
+        """Make every write to the file systems holding ``paths`` durable, in the same
+        flush round as the next sync of the store's own log where they share a file
+        system (delivery agents' copies, before their outcomes are recorded).
+
+        Raises:
+            OSError: a flush failed; the writes may not be durable.
+        """
+        ...
+
     async def release_leases(self, *, owner: str | None, now: float, lost: bool = False) -> int:
         """Make leased recipients due again: all of ``owner``'s, or every lease expired
         at ``now``. Expired leases, and ``owner``'s when ``lost`` (it died), are marked

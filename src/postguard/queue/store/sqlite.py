@@ -54,6 +54,7 @@ from typing import Any, TypeVar
 
 from ...observability.events import QueueEvent
 from ...observability.logging import log_event
+from ..fsync import sync_file_system
 from .base import (
     CLAIM_MAX_OCTETS,
     Claim,
@@ -239,6 +240,7 @@ class _GroupWriter:
         self._task: asyncio.Task[None] | None = None
         self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-queue-sync")
         self._unsynced: list[tuple[list[tuple[_Op, asyncio.Future[Any]]], list[Any]]] = []
+        self._flushes: list[tuple[set[str], asyncio.Future[None]]] = []
         self._sync_task: asyncio.Task[None] | None = None
         self._wal_fd = -1
         self.transactions = 0  # for tests and benchmarks: commits actually made
@@ -278,19 +280,67 @@ class _GroupWriter:
             if self._sync_task is None or self._sync_task.done():
                 self._sync_task = loop.create_task(self._sync_committed())
 
+    async def flush(self, paths: Sequence[str]) -> None:
+        """Flush the file systems of ``paths`` in the next sync round (see the store)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._flushes.append((set(paths), done))
+        if self._sync_task is None or self._sync_task.done():
+            self._sync_task = loop.create_task(self._sync_committed())
+        await done
+
     async def _sync_committed(self) -> None:
         loop = asyncio.get_running_loop()
-        while self._unsynced:
+        while self._unsynced or self._flushes:
             group, self._unsynced = self._unsynced, []
-            error: BaseException | None = None
+            flushes, self._flushes = self._flushes, []
+            paths = set().union(*(p for p, _ in flushes)) if flushes else set()
+            path_errors: dict[str, OSError] = {}
+            log_error: OSError | None = None
             try:
-                await loop.run_in_executor(self._syncer, self._sync_wal)
-            except OSError as exc:
-                error = exc
-            except Exception as exc:
-                error = OSError(errno.EIO, f"queue database: WAL sync failed: {exc}")
+                path_errors, log_error = await loop.run_in_executor(
+                    self._syncer, self._sync_round, paths
+                )
+            except Exception as exc:  # a bug, not an I/O error: nobody is known durable
+                log_error = OSError(errno.EIO, f"queue database: sync failed: {exc}")
+                path_errors = dict.fromkeys(paths, log_error)
             for batch, results in group:
-                _settle(batch, results, error)
+                _settle(batch, results, log_error)
+            for wanted, done in flushes:
+                failed = [path_errors[p] for p in sorted(wanted) if p in path_errors]
+                if done.done():
+                    continue
+                if failed:
+                    done.set_exception(failed[0])
+                else:
+                    done.set_result(None)
+
+    def _sync_round(self, paths: set[str]) -> tuple[dict[str, OSError], OSError | None]:
+        """One flush round: syncfs(2) of each file system in ``paths``, then the WAL's
+        fdatasync unless a successful syncfs already covered its file system.
+
+        Returns:
+            The error of each path whose flush failed (only its callers fail), and the
+            error of the log's sync (every batch of the round fails), if any.
+        """
+        errors: dict[str, OSError] = {}
+        flushed: set[int] = set()
+        for path in sorted(paths):
+            try:
+                device = os.stat(path).st_dev
+                if device not in flushed:
+                    sync_file_system(path)
+                    flushed.add(device)
+            except OSError as exc:
+                errors[path] = exc
+        try:
+            if os.stat(f"{self._path}-wal").st_dev not in flushed:
+                self._sync_wal()
+        except FileNotFoundError:
+            pass  # no log: SQLite checkpointed everything into the (synced) database
+        except OSError as exc:
+            return errors, exc
+        return errors, None
 
     def _sync_wal(self) -> None:
         """fdatasync the write-ahead log: every transaction committed before this call is
@@ -420,6 +470,9 @@ class SqliteQueueStore:
     ) -> None:
         finished = await self._writer.run(lambda db: _record(db, outcomes, owner, bounces))
         _unlink_bodies(finished)  # only after the COMMIT: a rollback must find its body
+
+    async def flush(self, paths: Sequence[str]) -> None:
+        await self._writer.flush(paths)
 
     async def release_leases(self, *, owner: str | None, now: float, lost: bool = False) -> int:
         def op(db: sqlite3.Connection) -> int:
