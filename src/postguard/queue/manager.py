@@ -20,7 +20,9 @@ one file-system flush) rather than many small ones. A second delivery to a
 busy destination starts only once a full batch (``claim_batch``) is waiting,
 up to ``per_destination`` at once and ``concurrency`` in total, so one slow
 destination cannot take every slot. Agents run in worker threads and return
-per-recipient outcomes; the manager turns them into new states:
+per-recipient outcomes (copies an agent left unflushed, ``NeedsFlush``, are
+made durable in the store's next sync round before anything is recorded); the
+manager turns them into new states:
 
 * Delivered → ``delivered``; a SUCCESS DSN if the recipient asked (NOTIFY).
 * PermanentFailure → ``bounced``, with a failure DSN to the sender.

@@ -333,27 +333,25 @@ class _GroupWriter:
                     flushed.add(device)
             except OSError as exc:
                 errors[path] = exc
+        wal = f"{self._path}-wal"
         try:
-            if os.stat(f"{self._path}-wal").st_dev not in flushed:
-                self._sync_wal()
+            log = os.stat(wal)
+            if log.st_dev not in flushed:
+                self._sync_wal(wal, log.st_ino)
         except FileNotFoundError:
             pass  # no log: SQLite checkpointed everything into the (synced) database
         except OSError as exc:
             return errors, exc
         return errors, None
 
-    def _sync_wal(self) -> None:
-        """fdatasync the write-ahead log: every transaction committed before this call is
-        then on stable storage (what ``synchronous=FULL`` does inside COMMIT).
+    def _sync_wal(self, wal: str, current: int) -> None:
+        """fdatasync the write-ahead log ``wal`` (inode ``current``): every transaction
+        committed before this call is then on stable storage (what ``synchronous=FULL``
+        does inside COMMIT).
 
         Raises:
             OSError: the sync failed; the transactions are committed but maybe not durable.
         """
-        wal = f"{self._path}-wal"
-        try:
-            current = os.stat(wal).st_ino
-        except FileNotFoundError:
-            return  # no log: SQLite checkpointed everything into the (synced) database
         if self._wal_fd >= 0 and os.fstat(self._wal_fd).st_ino != current:
             os.close(self._wal_fd)  # SQLite made a new log file: sync that one
             self._wal_fd = -1
@@ -595,11 +593,6 @@ def _migrate(db: sqlite3.Connection) -> None:
     if "redelivery" not in columns:  # version 1
         db.execute("ALTER TABLE recipients ADD COLUMN redelivery INTEGER NOT NULL DEFAULT 0")
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
-def _insert(db: sqlite3.Connection, m: NewMessage) -> None:
-    """Insert one queued message (bounces recorded with an outcome)."""
-    _insert_many(db, [_Insert(m, None)])
 
 
 def _insert_many(db: sqlite3.Connection, inserts: list[_Insert]) -> None:
