@@ -429,9 +429,33 @@ def test_a_large_batch_can_leave_its_flush_to_the_caller(tmp_path: Path) -> None
         for n in range(maildir_module.SYNCFS_MIN_BATCH)
     ]
     results = agent.deliver_batch(batch)
-    assert results == [{"bob@example.org": NeedsFlush(str(tmp_path / "mail"))}] * len(batch)
     new = tmp_path / "mail" / "example.org" / "bob" / "new"
     assert len(list(new.iterdir())) == len(batch)  # stored; durable once the caller flushes
+    root = str(tmp_path / "mail")
+    copies = sorted(str(p) for p in new.iterdir())
+    outcomes = [r["bob@example.org"] for r in results]
+    assert all(isinstance(o, NeedsFlush) and o.path == root for o in outcomes)
+    assert sorted(o.copy for o in outcomes if isinstance(o, NeedsFlush)) == copies
     # A small batch still makes itself durable (per-file fsync) and says Delivered.
     (small,) = agent.deliver_batch([DeliveryItem(b"Subject: s\r\n\r\nx\r\n", ["bob@example.org"])])
     assert small == {"bob@example.org": Delivered()}
+
+
+def test_discard_removes_only_copies_in_new_under_the_root(tmp_path: Path) -> None:
+    agent = MaildirAgent(tmp_path / "mail")
+    maildir = tmp_path / "mail" / "example.org" / "bob"
+    for sub in ("new", "cur", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    fresh = maildir / "new" / "1.Qa.host,S=3"
+    seen = maildir / "cur" / "1.Qb.host,S=3:2,S"
+    elsewhere = tmp_path / "new" / "1.Qc.host,S=3"  # a "new/" outside the root
+    elsewhere.parent.mkdir()
+    for path in (fresh, seen, elsewhere):
+        path.write_bytes(b"abc")
+    sneaky = str(maildir / "new" / ".." / ".." / ".." / ".." / "new" / elsewhere.name)
+
+    agent.discard([str(fresh), str(seen), str(elsewhere), sneaky, str(maildir / "new" / "gone")])
+
+    assert not fresh.exists()  # a copy whose flush failed, not yet seen by any client
+    assert seen.exists()  # a client has seen it: never removed
+    assert elsewhere.exists()

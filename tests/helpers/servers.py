@@ -216,18 +216,25 @@ class SubprocessServer(ServerInfo):
             self.proc.kill()
             return self.proc.wait(timeout=10)
 
-    def restart(self) -> SubprocessServer:
+    def restart(self, env: Mapping[str, str] | None = None) -> SubprocessServer:
         """Start a new ``postguard serve`` on the same data directory and configuration file.
 
         Ports differ from this server's (port 0); its stderr is appended to the same file.
         """
-        return start_subprocess(self.data_dir, config=self.config_path)
+        return start_subprocess(self.data_dir, config=self.config_path, env=env)
 
 
 def start_subprocess(
-    data_dir: Path, extra_toml: str = "", *, config: Path | None = None, **kwargs: Any
+    data_dir: Path,
+    extra_toml: str = "",
+    *,
+    config: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    **kwargs: Any,
 ) -> SubprocessServer:
     """Run ``postguard serve`` and wait until it prints "postguard: ready".
+
+    ``env`` adds variables to the child's environment (``LD_PRELOAD`` for fault injection).
 
     Raises:
         RuntimeError: the server exited or did not become ready in time.
@@ -236,13 +243,13 @@ def start_subprocess(
     stderr_path = data_dir.parent / f"{data_dir.name}.stderr"
     # Appended, so a restart on the same data directory keeps the earlier server's log.
     err = open(stderr_path, "a")  # noqa: SIM115 - kept open for the child's lifetime
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    child_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     proc = subprocess.Popen(
         [sys.executable, "-m", "postguard", "serve", "--config", str(path)],
         stdout=subprocess.PIPE,
         stderr=err,
         text=True,
-        env=env,
+        env=child_env,
     )
     srv = SubprocessServer(data_dir=data_dir, proc=proc, stderr_path=stderr_path, config_path=path)
     ready = threading.Event()

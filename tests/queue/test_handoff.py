@@ -347,10 +347,17 @@ class FlushLeavingAgent(BlockingAgent):
         super().__init__()
         self.release.set()
         self.path = path
+        self.discarded: list[str] = []
 
     def deliver_batch(self, items: list[DeliveryItem]) -> list[dict[str, Outcome]]:
         super().deliver_batch(items)
-        return [{m: NeedsFlush(self.path) for m in item.mailboxes} for item in items]
+        return [
+            {m: NeedsFlush(self.path, f"{self.path}/new/{item.key}") for m in item.mailboxes}
+            for item in items
+        ]
+
+    def discard(self, copies: list[str]) -> None:
+        self.discarded += copies
 
 
 async def test_copies_left_unflushed_count_only_after_the_managers_flush(
@@ -365,6 +372,7 @@ async def test_copies_left_unflushed_count_only_after_the_managers_flush(
     finally:
         await manager.stop()
     assert await store.get_message("F1") is None
+    assert agent.discarded == []
 
 
 async def test_a_failed_flush_defers_the_copies(store: CountingStore, tmp_path: Path) -> None:
@@ -383,3 +391,6 @@ async def test_a_failed_flush_defers_the_copies(store: CountingStore, tmp_path: 
     assert rcpt.state is RecipientState.DEFERRED
     assert rcpt.last_reply is not None and "flushing copies failed" in rcpt.last_reply
     assert manager.delivered == 0
+    # The agent was told to remove the copy: its data may never reach the disk, and a
+    # later flush could succeed without it (the retry stores it afresh).
+    assert agent.discarded == [f"{agent.path}/new/F2"]

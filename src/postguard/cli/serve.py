@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import errno
 import importlib
 import logging
 import os
@@ -33,7 +34,7 @@ from ..server.app import MailServer
 from ..server.privileges import PrivilegeError, drop_privileges
 from ..tls.certstore import CertificateError
 from .common import DEFAULT_DATA_DIR, add_location_arguments, data_dir_argument
-from .main import EX_CONFIG, EX_OK, EX_UNAVAILABLE
+from .main import EX_CONFIG, EX_IOERR, EX_OK, EX_UNAVAILABLE
 
 # Modules imported lazily at run time. They are imported before privileges are
 # dropped: the service user may not be able to read the Python installation
@@ -99,9 +100,15 @@ def run(args: argparse.Namespace) -> int:
     fork = _fork_workers(server, config.server.workers)
     if fork.owner is not None:  # a worker process: serve until the parent tells us to stop
         _run_loop(server, primary=False, owner=fork.owner)
-        os._exit(EX_OK)
+        os._exit(_exit_status(server))
     _run_loop(server, children=fork.children)
-    return EX_OK
+    return _exit_status(server)
+
+
+def _exit_status(server: MailServer) -> int:
+    """EX_IOERR when storage failed for good (``queue.store_failed`` says why): a
+    supervisor restarts the server, and the queue is recovered from the disk."""
+    return EX_IOERR if server.failure is not None else EX_OK
 
 
 @dataclass(frozen=True)
@@ -209,8 +216,12 @@ def _watch_workers(
                 else:
                     await asyncio.sleep(WORKER_POLL_SECONDS)
                 stopping = server.stopping  # workers exit when told to: not a death
-                for pid in _reap_dead(live, log=not stopping):
-                    if not stopping and server.queue is not None:
+                for pid, status in _reap_dead(live, log=not stopping):
+                    if _storage_failed(status):
+                        # The queue's log is shared: what this process writes cannot
+                        # be trusted either. Stop everything; the restart recovers.
+                        server.fail(OSError(errno.EIO, f"worker {pid}: queue storage failed"))
+                    elif not stopping and server.queue is not None:
                         await server.queue.recover_leases_of(children[pid])
         finally:
             for fd in fds:
@@ -220,14 +231,20 @@ def _watch_workers(
     return loop.create_task(watch())
 
 
-def _reap_dead(live: list[int], *, log: bool) -> list[int]:
-    """Reap workers that have exited; return their PIDs (removed from ``live``).
+def _storage_failed(status: int) -> bool:
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == EX_IOERR
+
+
+def _reap_dead(live: list[int], *, log: bool) -> list[tuple[int, int]]:
+    """Reap workers that have exited; return their PIDs and wait statuses (the PIDs
+    are removed from ``live``).
 
     With ``log`` (the server is not stopping) each is logged at ERROR; the caller then
-    makes the mail it had leased due again for the others, as redeliveries. The server
-    goes on with one process fewer; a restart brings the configured number back.
+    makes the mail it had leased due again for the others, as redeliveries, unless the
+    worker stopped because the queue's storage failed (the whole server stops). The
+    server goes on with one process fewer; a restart brings the configured number back.
     """
-    dead = []
+    dead: list[tuple[int, int]] = []
     for pid in list(live):
         try:
             reaped, status = os.waitpid(pid, os.WNOHANG)
@@ -236,7 +253,7 @@ def _reap_dead(live: list[int], *, log: bool) -> list[int]:
         if reaped == 0:
             continue
         live.remove(pid)
-        dead.append(pid)
+        dead.append((pid, status))
         if not log:
             continue
         log_event(

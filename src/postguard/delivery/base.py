@@ -60,9 +60,13 @@ class NeedsFlush:
     Returned only by an agent its caller asked to leave the flush to it: the queue
     manager then flushes once for the whole batch, in the same round as the queue's own
     log sync, and counts the copy :class:`Delivered` only after that flush succeeded.
+    If the flush fails, the caller hands every such ``copy`` to the agent's
+    ``discard(copies: list[str])`` (an agent returning NeedsFlush must have it), so the
+    retry stores a fresh copy instead of trusting one whose data may be lost.
     """
 
     path: str
+    copy: str = ""  # the stored copy (a file path); "" if there is nothing to discard
 
 
 Outcome = Delivered | TemporaryFailure | PermanentFailure | NeedsFlush

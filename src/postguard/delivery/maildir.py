@@ -27,6 +27,13 @@ was noticed, gets a second copy in ``new/``. A copy the user already deleted or
 moved to another folder is not recognised either. Without a key, nothing is
 recognised: every attempt stores a copy.
 
+A failed flush (fsync, directory fsync or syncfs) leaves copies whose data may
+never reach the disk, and the kernel reports a writeback error only once: the
+next attempt's flush of the same file could succeed and count a damaged copy as
+Delivered. So the copies of a failed flush that sit in ``new/`` are removed
+(:meth:`MaildirAgent.discard`) and the retry stores them afresh. A copy in
+``cur/`` is never removed: a mail client has seen it.
+
 Must not: read or change the queue; it only returns outcomes.
 """
 
@@ -161,26 +168,49 @@ class MaildirAgent:
                     outcomes[mailbox] = stored
             results.append(outcomes)
         if use_syncfs and pending and self.flush_by_caller:
-            flush = NeedsFlush(str(self.root))
+            root = str(self.root)
             for entries in pending.values():
-                for index, mailbox, _path in entries:
-                    results[index][mailbox] = flush
+                for index, mailbox, path in entries:
+                    results[index][mailbox] = NeedsFlush(root, str(path))
             return results
         if use_syncfs and pending:
             try:
                 sync_file_system(self.root)
             except OSError as exc:
                 for entries in pending.values():
-                    for index, mailbox, _path in entries:
-                        results[index][mailbox] = TemporaryFailure(_R451_LOCAL, f"{mailbox}: {exc}")
+                    self._flush_failed(entries, results, exc)
             return results
         for directory, entries in pending.items():
             try:
                 fsync_directory(directory)
             except OSError as exc:
-                for index, mailbox, _path in entries:
-                    results[index][mailbox] = TemporaryFailure(_R451_LOCAL, f"{mailbox}: {exc}")
+                self._flush_failed(entries, results, exc)
         return results
+
+    def _flush_failed(
+        self,
+        entries: list[tuple[int, str, Path]],
+        results: list[dict[str, Outcome]],
+        exc: OSError,
+    ) -> None:
+        """Defer the copies of a failed flush, removing them (module docstring)."""
+        self.discard([str(path) for _, _, path in entries])
+        for index, mailbox, _path in entries:
+            results[index][mailbox] = TemporaryFailure(_R451_LOCAL, f"{mailbox}: {exc}")
+
+    def discard(self, copies: list[str]) -> None:
+        """Remove copies whose flush failed, so that the next attempt stores them again
+        instead of finding them (module docstring). Only files in a ``new/`` directory
+        of a Maildir under the root are removed; anything else is left alone.
+        """
+        root = os.path.abspath(self.root)
+        for given in copies:
+            copy = os.path.abspath(given)  # also resolves any ".." before the check
+            directory = os.path.dirname(copy)
+            if os.path.basename(directory) != "new" or not copy.startswith(root + os.sep):
+                continue
+            with contextlib.suppress(OSError):  # gone already, or unremovable: retried
+                os.unlink(copy)
 
     def _store(
         self, content: bytes, mailbox: str, name: str | None, *, redelivery: bool, fsync: bool
@@ -326,7 +356,13 @@ def _sync_copy(path: Path, mailbox: str, *, fsync: bool) -> Path | Outcome:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return TemporaryFailure(_R451_LOCAL, f"{mailbox}: {path} is not a regular file")
         if fsync:
-            os.fsync(fd)
+            try:
+                os.fsync(fd)
+            except OSError:
+                if path.parent.name == "new":  # store it afresh next time (module docstring)
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                raise
     finally:
         os.close(fd)
     return path

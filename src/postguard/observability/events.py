@@ -56,6 +56,7 @@ class QueueEvent(Enum):
     DEFERRED = "queue.deferred"
     BOUNCED = "queue.bounced"
     QUARANTINED = "queue.quarantined"
+    STORE_FAILED = "queue.store_failed"
 
 
 class ServerEvent(Enum):

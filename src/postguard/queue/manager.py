@@ -86,6 +86,7 @@ from .store.base import (
     RecipientOutcome,
     RecipientRow,
     RecipientState,
+    StoreFailed,
 )
 
 _R_NO_ROUTE = replies.Reply.of(451, "4.4.0", "No route to destination configured yet")
@@ -202,6 +203,8 @@ class QueueManager:
     async def _give_back(self) -> None:
         try:
             await self.store.release_leases(owner=self.owner, now=self._clock())
+        except StoreFailed:
+            pass  # logged where it happened; the restart recovers every lease
         except Exception:  # a restart recovers them anyway
             logging.getLogger("postguard").exception("releasing leases at stop failed")
 
@@ -283,6 +286,8 @@ class QueueManager:
         while True:
             try:
                 started = await self._scan()
+            except StoreFailed:
+                return  # nothing can be claimed or recorded; the server is stopping
             except Exception:
                 logging.getLogger("postguard").exception("queue scan failed")
                 started = 0
@@ -383,9 +388,11 @@ class QueueManager:
 
     async def _deliver(self, destination: str, jobs: list[_Job]) -> None:
         try:
-            results = await self._flushed(await self._call_agent(jobs))
+            results = await self._flushed(jobs, await self._call_agent(jobs))
             try:
                 await self._settle(jobs, results)
+            except StoreFailed:
+                pass  # logged once by the store; the restart delivers these again
             except Exception:
                 logging.getLogger("postguard").exception("recording delivery outcomes failed")
         finally:
@@ -396,19 +403,31 @@ class QueueManager:
                 self._in_flight.pop(destination, None)
             self._wakeup.set()
 
-    async def _flushed(self, results: list[dict[str, Outcome]]) -> list[dict[str, Outcome]]:
+    async def _flushed(
+        self, jobs: list[_Job], results: list[dict[str, Outcome]]
+    ) -> list[dict[str, Outcome]]:
         """Make copies an agent left to us durable (one flush round shared with the
         queue's log sync), before any outcome is recorded: Delivered, or 451 if the
-        flush failed (the copy may be lost; the retry is idempotent for Maildir)."""
-        paths = {o.path for r in results for o in r.values() if isinstance(o, NeedsFlush)}
-        if not paths:
+        flush failed; the agent then discards those copies (their data may be lost, and
+        a later flush could wrongly succeed), so the retry stores them afresh."""
+        unflushed = [o for r in results for o in r.values() if isinstance(o, NeedsFlush)]
+        if not unflushed:
             return results
         done: Outcome
         try:
-            await self.store.flush(sorted(paths))
+            await self.store.flush(sorted({o.path for o in unflushed}))
             done = Delivered()
         except OSError as exc:
             done = TemporaryFailure(replies.R451_LOCAL_ERROR, f"flushing copies failed: {exc}")
+            discard = getattr(self.agents.get(jobs[0].route), "discard", None)
+            if discard is not None:
+                copies = [o.copy for o in unflushed if o.copy]
+                try:
+                    await asyncio.get_running_loop().run_in_executor(
+                        self._executor, discard, copies
+                    )
+                except Exception:
+                    logging.getLogger("postguard").exception("discarding unflushed copies failed")
         return [
             {m: done if isinstance(o, NeedsFlush) else o for m, o in r.items()} for r in results
         ]

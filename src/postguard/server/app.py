@@ -107,6 +107,10 @@ class MailServer:
         self.bodies: BodyFiles | None = None
         self.queue: QueueManager | None = None
         self._stopping = asyncio.Event()
+        self._workers: list[int] = []
+        # Why this process is stopping on its own, if it is (the CLI maps it to an exit
+        # status): the queue's log could not be synced, so nothing may be written.
+        self.failure: OSError | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._accounts_task: asyncio.Task[None] | None = None
         self.auth: AuthSettings | None = None
@@ -302,6 +306,7 @@ class MailServer:
         # rename and the store commit) are orphans.
         if self.bodies is not None and primary:
             self.bodies.remove_orphans(await self.store.body_paths())
+        self.store.on_failure(self.fail)
         self.queue.start(recover=primary, owner=lease_owner)
         for listener in self.listeners:
             await listener.start()
@@ -335,24 +340,21 @@ class MailServer:
         recycled PID never gets our signals.
         """
         loop = asyncio.get_running_loop()
-        workers = forward_to if forward_to is not None else []
-
-        def forward(signum: int) -> None:
-            for pid in workers:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signum)
-
-        def stop() -> None:
-            forward(signal.SIGTERM)
-            self.request_stop()
+        if forward_to is not None:
+            self._workers = forward_to
 
         def reload() -> None:
-            forward(signal.SIGHUP)
+            self._signal_workers(signal.SIGHUP)
             self.reload_certificates()
 
-        loop.add_signal_handler(signal.SIGTERM, stop)
-        loop.add_signal_handler(signal.SIGINT, stop)
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, reload)
+
+    def _signal_workers(self, signum: int) -> None:
+        for pid in self._workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
 
     @property
     def stopping(self) -> bool:
@@ -360,10 +362,20 @@ class MailServer:
         return self._stopping.is_set()
 
     def request_stop(self) -> None:
-        """Begin graceful shutdown (idempotent)."""
+        """Begin graceful shutdown (idempotent); worker processes are told to stop too."""
         if not self._stopping.is_set():
             log_event(ServerEvent.SHUTDOWN_REQUESTED)
+            self._signal_workers(signal.SIGTERM)
             self._stopping.set()
+
+    def fail(self, error: OSError) -> None:
+        """Stop because storage failed for good (the queue's log could not be synced):
+        open sessions get 451/421, nothing more is written, and the process exits with
+        an error status so that a supervisor restarts it (the restart recovers the queue
+        from what is on disk)."""
+        if self.failure is None:
+            self.failure = error
+        self.request_stop()
 
     async def wait_stopped(self) -> None:
         """Block until :meth:`request_stop`, then shut down gracefully."""

@@ -17,14 +17,33 @@ Contracts:
   crashed node's leases expire and its recipients become due again
   (at-least-once delivery).
 * Reads used by the CLI work while the server runs.
+* A failed sync of the store's log is final for the process (:class:`StoreFailed`,
+  :meth:`QueueStore.on_failure`): after a failed fsync, a later one may succeed
+  although the pages of the failed one were lost (Linux reports a writeback error
+  once), so nothing written since can be trusted. Every later write raises
+  :class:`StoreFailed`; the server stops, and a restart recovers from what is on
+  disk (PostgreSQL's answer to "fsyncgate", and ours).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+import errno
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+
+class StoreFailed(OSError):
+    """The store's log could not be made durable: this process must stop writing.
+
+    Raised by the write that hit the failure and by every write after it. Commits
+    that got this error were not acknowledged (451); whether they survive is decided
+    by the recovery at the next start (at most one duplicate, when the client retries).
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(errno.EIO, detail)
 
 
 class RecipientState(enum.Enum):
@@ -211,6 +230,15 @@ class QueueStore(Protocol):
 
     async def next_due_time(self) -> float | None:
         """When the earliest pending recipient is due (None if none)."""
+        ...
+
+    @property
+    def failure(self) -> StoreFailed | None:
+        """The failure that ended this store's writes, or None while it is healthy."""
+        ...
+
+    def on_failure(self, callback: Callable[[StoreFailed], None]) -> None:
+        """Have ``callback`` called once, in the event loop, when a sync fails for good."""
         ...
 
     # Operator actions (the CLI); each returns how many messages it touched.

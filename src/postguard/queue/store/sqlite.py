@@ -14,7 +14,12 @@ sync, as PostgreSQL flushes its WAL): on a disk whose flushes take
 milliseconds, transactions then follow each other without waiting for the
 flush of the one before. A failed sync fails the batch's callers (451); their
 transaction is committed, so it may still be delivered (a duplicate, never a
-loss).
+loss). A failed sync is also final (:class:`~postguard.queue.store.base.StoreFailed`):
+the kernel reports a writeback error once, so the next fdatasync could succeed
+although frames of the failed one never reached the disk, and SQLite's recovery
+drops every frame after the first bad one. From then on every write fails at once
+and the server stops; the restart recovers from the log on disk. An SQLite COMMIT
+whose own fsync failed (a checkpoint's) ends the store the same way.
 
 A batch is first applied as a whole: the new messages in it with one
 ``executemany`` per table, then the other operations. The writer thread
@@ -65,6 +70,7 @@ from .base import (
     RecipientOutcome,
     RecipientRow,
     RecipientState,
+    StoreFailed,
 )
 
 T = TypeVar("T")
@@ -148,6 +154,8 @@ class _Insert:
 
 
 _Op = Callable[[sqlite3.Connection], Any] | _Insert
+# SQLite's own fsync failed (inside COMMIT or a checkpoint): final, like ours.
+_SYNC_FAILURES = (sqlite3.SQLITE_IOERR_FSYNC, sqlite3.SQLITE_IOERR_DIR_FSYNC)
 
 
 def _op_failure(exc: sqlite3.Error) -> bool:
@@ -156,6 +164,8 @@ def _op_failure(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     return code not in (
         sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_IOERR_FSYNC,
+        sqlite3.SQLITE_IOERR_DIR_FSYNC,
         sqlite3.SQLITE_IOERR,
         sqlite3.SQLITE_READONLY,
         sqlite3.SQLITE_CORRUPT,
@@ -244,8 +254,29 @@ class _GroupWriter:
         self._sync_task: asyncio.Task[None] | None = None
         self._wal_fd = -1
         self.transactions = 0  # for tests and benchmarks: commits actually made
+        self.failure: StoreFailed | None = None
+        self._failure_callbacks: list[Callable[[StoreFailed], None]] = []
+
+    def on_failure(self, callback: Callable[[StoreFailed], None]) -> None:
+        self._failure_callbacks.append(callback)
+
+    def _fail(self, error: StoreFailed) -> None:
+        """End writing for good (module docstring): fail everything waiting, tell the
+        owner (the server stops), and fail every later write at once."""
+        if self.failure is not None:
+            return
+        self.failure = error
+        log_event(QueueEvent.STORE_FAILED, logging.CRITICAL, path=str(self._path), error=str(error))
+        pending, self._pending = self._pending, []
+        for _, future in pending:
+            if not future.done():
+                future.set_exception(error)
+        for callback in self._failure_callbacks:
+            asyncio.get_running_loop().call_soon(callback, error)
 
     async def run(self, op: Callable[[sqlite3.Connection], T] | _Insert) -> T:
+        if self.failure is not None:
+            raise self.failure
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._pending.append((op, future))
@@ -258,10 +289,18 @@ class _GroupWriter:
         while self._pending:
             batch = self._pending[: self._batch_limit]
             del self._pending[: self._batch_limit]
+            if self.failure is not None:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(self.failure)
+                continue
             try:
                 results = await loop.run_in_executor(self._thread, self._apply, batch)
             except sqlite3.Error as exc:  # BEGIN/COMMIT failed: nobody's op is durable
                 error = storage_error(exc)
+                if getattr(exc, "sqlite_errorcode", None) in _SYNC_FAILURES:
+                    error = StoreFailed(f"queue database: {exc}")
+                    self._fail(error)
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
@@ -282,6 +321,8 @@ class _GroupWriter:
 
     async def flush(self, paths: Sequence[str]) -> None:
         """Flush the file systems of ``paths`` in the next sync round (see the store)."""
+        if self.failure is not None:
+            raise self.failure
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         self._flushes.append((set(paths), done))
@@ -295,15 +336,23 @@ class _GroupWriter:
             group, self._unsynced = self._unsynced, []
             flushes, self._flushes = self._flushes, []
             paths = set().union(*(p for p, _ in flushes)) if flushes else set()
-            path_errors: dict[str, OSError] = {}
-            log_error: OSError | None = None
-            try:
-                path_errors, log_error = await loop.run_in_executor(
-                    self._syncer, self._sync_round, paths
-                )
-            except Exception as exc:  # a bug, not an I/O error: nobody is known durable
-                log_error = OSError(errno.EIO, f"queue database: sync failed: {exc}")
-                path_errors = dict.fromkeys(paths, log_error)
+            log_error: OSError | None = self.failure
+            path_errors: dict[str, OSError] = dict.fromkeys(paths, log_error) if log_error else {}
+            if log_error is None:  # after a failure, no later sync can be believed
+                sync_error: OSError | None
+                try:
+                    path_errors, sync_error = await loop.run_in_executor(
+                        self._syncer, self._sync_round, paths
+                    )
+                except Exception as exc:  # a bug, not an I/O error: nobody is known durable
+                    sync_error = OSError(errno.EIO, f"sync failed: {exc}")
+                    path_errors = dict.fromkeys(paths, sync_error)
+                if sync_error is not None:
+                    log_error = StoreFailed(
+                        f"queue database: syncing {self._path.name}-wal failed: "
+                        f"{sync_error.strerror or sync_error}"
+                    )
+                    self._fail(log_error)
             for batch, results in group:
                 _settle(batch, results, log_error)
             for wanted, done in flushes:
@@ -436,6 +485,13 @@ class SqliteQueueStore:
     @property
     def transactions(self) -> int:
         return self._writer.transactions
+
+    @property
+    def failure(self) -> StoreFailed | None:
+        return self._writer.failure
+
+    def on_failure(self, callback: Callable[[StoreFailed], None]) -> None:
+        self._writer.on_failure(callback)
 
     # ------------------------------------------------------------- intake
 
