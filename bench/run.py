@@ -82,14 +82,15 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVER_ENV: dict[str, str] = {}  # extra environment of both servers (--flush-latency)
 
 
-def _children(pid: int) -> list[int]:
-    """PIDs of the live child processes of ``pid`` (Linux /proc)."""
-    children: list[int] = []
+def _descendants(pid: int) -> list[int]:
+    """PIDs of the live descendants of ``pid`` (Linux /proc): postguard's workers are
+    children of its spawner, which is a child of the first process."""
+    found: list[int] = []
     with contextlib.suppress(OSError):
         for task in Path(f"/proc/{pid}/task").iterdir():
-            text = (task / "children").read_text()
-            children += [int(p) for p in text.split()]
-    return children
+            for child in (task / "children").read_text().split():
+                found += [int(child), *_descendants(int(child))]
+    return found
 
 
 @dataclass
@@ -105,10 +106,10 @@ class Server:
     lines: list[str] = field(default_factory=list)
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the process and its live children (worker processes),
-        all threads, from /proc."""
+        """User + system CPU of the process and its live descendants (worker
+        processes), all threads, from /proc."""
         total = 0.0
-        for pid in [self.proc.pid, *_children(self.proc.pid)]:
+        for pid in [self.proc.pid, *_descendants(self.proc.pid)]:
             with contextlib.suppress(OSError):
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                 total += (int(fields[11]) + int(fields[12])) / CLK_TCK

@@ -1,5 +1,6 @@
 """`postguard serve` as a real process: start-up banner, delivery, SIGTERM, privilege drop,
-worker processes (shared sockets, dying with the parent, a dead worker's mail recovered)."""
+worker processes (shared sockets, dying with the parent, a dead worker's mail recovered and
+the worker replaced)."""
 
 from __future__ import annotations
 
@@ -50,11 +51,31 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
+def _spawner_and_workers(pid: int) -> tuple[int, list[int]]:
+    """The server's spawner (its only child) and the workers the spawner forked."""
+    [spawner] = _children(pid)
+    return spawner, _children(spawner)
+
+
+def _gone(pid: int, timeout: float = 10.0) -> bool:
+    """Whether ``pid`` has exited (or is a zombie) within ``timeout`` (bounded poll)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status")
+        try:
+            if "zombie" in status.read_text():
+                return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 async def test_two_workers_share_the_sockets_and_deliver_every_message_once(
     subprocess_factory,
 ) -> None:
     srv = subprocess_factory(server_toml="workers = 2")
-    [worker] = _children(srv.pid)
+    spawner, [worker] = _spawner_and_workers(srv.pid)
 
     async def send(n: int) -> None:
         dlg = await Dialogue.connect(srv.ports["mx"])
@@ -73,18 +94,34 @@ async def test_two_workers_share_the_sockets_and_deliver_every_message_once(
     assert len(ids) == len(set(ids)) == 40
     assert srv.stop() == 0
     assert not Path(f"/proc/{worker}").exists(), "the worker outlived a graceful stop"
+    assert not Path(f"/proc/{spawner}").exists(), "the spawner outlived a graceful stop"
     assert "server.worker_died" not in srv.stderr()  # told to stop: not a death
 
 
 def test_workers_die_with_a_killed_parent(subprocess_factory) -> None:
-    srv = subprocess_factory(server_toml="workers = 2")
-    [worker] = _children(srv.pid)
+    srv = subprocess_factory(server_toml="workers = 3")
+    spawner, workers = _spawner_and_workers(srv.pid)
+    assert len(workers) == 2
     srv.kill9()
-    deadline = time.monotonic() + 10
-    while Path(f"/proc/{worker}").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)  # bounded wait for the kernel to deliver PDEATHSIG
-    status = Path(f"/proc/{worker}/status")
-    assert not status.exists() or "zombie" in status.read_text(), "worker survived kill -9"
+    assert _gone(spawner), "the spawner survived kill -9 of the server"
+    for worker in workers:
+        assert _gone(worker), "a worker survived kill -9 of the server"
+
+
+def test_the_spawner_ignores_a_signal_sent_to_every_process(subprocess_factory) -> None:
+    # A service manager may send SIGTERM to the whole process group: the workers must
+    # be able to finish their sessions, so their parent (the spawner) must not go first.
+    srv = subprocess_factory(server_toml="workers = 2")
+    spawner, [worker] = _spawner_and_workers(srv.pid)
+    os.kill(spawner, signal.SIGTERM)
+    os.kill(spawner, signal.SIGHUP)
+    time.sleep(0.3)
+    assert not _gone(spawner, timeout=0.1) and not _gone(worker, timeout=0.1)
+    for pid in (worker, spawner, srv.pid):
+        os.kill(pid, signal.SIGTERM)
+    assert srv.proc is not None and srv.proc.wait(timeout=20) == 0
+    assert _gone(spawner) and _gone(worker)
+    assert "server.worker_died" not in srv.stderr()
 
 
 class StallingLmtp:
@@ -169,7 +206,7 @@ async def test_a_dead_workers_leased_mail_goes_to_the_others(subprocess_factory)
                 f'[delivery.lmtp]\naddress = "127.0.0.1:{lmtp.port}"\ntls = "none"\n'
             ),
         )
-        [worker] = _children(srv.pid)
+        spawner, [worker] = _spawner_and_workers(srv.pid)
         sent: list[str] = []
 
         async def send(n: int) -> None:
@@ -206,6 +243,23 @@ async def test_a_dead_workers_leased_mail_goes_to_the_others(subprocess_factory)
         assert "server.worker_died" in srv.stderr()
         assert "killed by SIGKILL" in srv.stderr()
 
+        # The spawner forks a replacement (after a second: the dead one died young, see
+        # cli/workers.py), which takes connections like the first one did.
+        deadline = time.monotonic() + 15
+        while not (fresh := [p for p in _children(spawner) if p != worker]):
+            assert time.monotonic() < deadline, "no replacement worker was started"
+            await asyncio.sleep(0.1)
+        [replacement] = fresh
+        assert "server.worker_started" in srv.stderr()
+        for attempt in range(10):
+            await asyncio.gather(*(send(1000 + attempt * 100 + n) for n in range(8)))
+            await asyncio.sleep(0.3)
+            owners = _leases(srv.data_dir).values()
+            if any(owner and f":{replacement}:" in owner for owner in owners):
+                break
+        else:
+            pytest.fail("the replacement worker never took a connection")
+
         lmtp.release.set()  # now every delivery, the dead worker's included, can finish
         deadline = time.monotonic() + 30
         while set(sent) - set(lmtp.stored) and time.monotonic() < deadline:
@@ -214,3 +268,24 @@ async def test_a_dead_workers_leased_mail_goes_to_the_others(subprocess_factory)
         assert srv.stop() == 0
     finally:
         lmtp.close()
+
+
+async def test_a_dead_spawner_leaves_the_first_process_serving(subprocess_factory) -> None:
+    srv = subprocess_factory(server_toml="workers = 2")
+    spawner, [worker] = _spawner_and_workers(srv.pid)
+    os.kill(spawner, signal.SIGKILL)
+    assert _gone(spawner) and _gone(worker), "the worker outlived its spawner"
+    deadline = time.monotonic() + 10
+    while "server.spawner_died" not in srv.stderr():
+        assert time.monotonic() < deadline, "the spawner's death was not logged"
+        await asyncio.sleep(0.05)
+    # No replacement can be forked now, but the first process serves on, alone.
+    dlg = await Dialogue.connect(srv.ports["mx"])
+    await dlg.expect("220")
+    await dlg.cmd("EHLO client.test", expect="250")
+    reply = await dlg.send_message(b"Message-ID: <alone@workers.test>\r\n\r\nx\r\n")
+    assert reply[-1].startswith("250 2.0.0"), reply
+    await dlg.cmd("QUIT", expect="221")
+    await dlg.close()
+    assert any(b"<alone@workers.test>" in m for m in await srv.wait_for_messages(1))
+    assert srv.stop() == 0

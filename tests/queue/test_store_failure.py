@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -72,6 +73,43 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
 
 
+# Runs in the child: forks like `postguard serve` does for its workers (the store is
+# created before the fork), lets the fork's WAL sync fail, then commits in the original.
+SIBLINGS = r"""
+import asyncio, json, os, sys
+from pathlib import Path
+from postguard.queue.store.base import NewMessage, NewRecipient, StoreFailed
+from postguard.queue.store.sqlite import SqliteQueueStore
+
+def message(queue_id):
+    body = b"Subject: x\r\n\r\nhello\r\n"
+    return NewMessage(
+        queue_id=queue_id, received_at=1.0, reverse_path="a@example.org",
+        recipients=(NewRecipient("b@localhost", "b@localhost", "maildir"),),
+        prepend=b"", size=len(body), envelope={}, body=body,
+    )
+
+async def commit(store, queue_id):
+    try:
+        await store.commit(message(queue_id))
+    except StoreFailed as exc:
+        return str(exc)
+    return None
+
+store = SqliteQueueStore(Path(sys.argv[1]))
+pid = os.fork()
+if pid == 0:
+    Path(sys.argv[2]).touch()
+    os._exit(0 if asyncio.run(commit(store, "SIBLING")) else 1)
+_, status = os.waitpid(pid, 0)
+print(json.dumps({
+    "sibling_failed": os.waitstatus_to_exitcode(status) == 0,
+    "trigger_left": Path(sys.argv[2]).exists(),
+    "here": asyncio.run(commit(store, "HERE")),
+}))
+"""
+
+
 @pytest.fixture(scope="session")
 def failsync_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_failsync(tmp_path_factory.mktemp("failsync"))
@@ -84,11 +122,9 @@ def wal_failure(failsync_library: Path) -> Iterator[FailSync]:
     injection.cleanup()
 
 
-def run_child(directory: Path, injection: FailSync) -> dict[str, object]:
-    import os
-
+def run_child(directory: Path, injection: FailSync, script: str = CHILD) -> dict[str, object]:
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(directory), str(injection.trigger)],
+        [sys.executable, "-c", script, str(directory), str(injection.trigger)],
         capture_output=True,
         text=True,
         timeout=CHILD_TIMEOUT_SECONDS,
@@ -143,3 +179,15 @@ def test_a_restart_recovers_what_reached_the_disk(tmp_path: Path, wal_failure: F
     assert "BEFORE" in found
     assert "AFTER" not in found
     assert found <= {"BEFORE", "FAILING"}
+
+
+def test_a_failure_in_one_process_voids_the_others_syncs(
+    tmp_path: Path, wal_failure: FailSync
+) -> None:
+    # Worker processes share the log: once one has seen its sync fail, another must not
+    # acknowledge a commit either, although its own sync (the shim reports the error
+    # once, to the first caller) succeeds.
+    out = run_child(tmp_path / "queue", wal_failure, SIBLINGS)
+    assert out["sibling_failed"] is True
+    assert out["trigger_left"] is False
+    assert str(out["here"]).endswith("queue database: another process of this server failed")

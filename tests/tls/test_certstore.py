@@ -436,3 +436,28 @@ def test_reload_errors_never_include_key_material(
         store.reload()
     body = key_pem.decode().splitlines()[1]
     assert body not in caplog.text
+
+
+async def test_catch_up_serves_files_rotated_since_the_first_load(
+    certs: CertFactory, loopback: type[LoopbackTlsServer], observing_client: ssl.SSLContext
+) -> None:
+    # A replacement worker starts from the state forked at boot: if the files were
+    # replaced since, it must load them rather than mark them as seen.
+    pair = certs.pair("mx", "mx.example")
+    store = CertificateStore([pair])
+    certs.reissue(pair, "mx.example")
+    assert store.catch_up() is True
+    async with loopback(store.ssl_context) as server:
+        result = await server.handshake(observing_client)
+    assert certs.der(result.peer_cert) == certs.der(pair.cert)
+    assert store.generation == 1
+
+
+def test_catch_up_ignores_a_change_of_owner_or_mode(certs: CertFactory) -> None:
+    # Dropping privileges hands the files to the service user: only their ctime moves.
+    pair = certs.pair("mx", "mx.example")
+    store = CertificateStore([pair])
+    pair.key.chmod(0o640)
+    pair.key.chmod(0o600)
+    assert store.catch_up() is False
+    assert store.generation == 0

@@ -69,3 +69,5 @@ class ServerEvent(Enum):
     SHUTDOWN_REQUESTED = "server.shutdown_requested"
     STOPPED = "server.stopped"
     WORKER_DIED = "server.worker_died"
+    WORKER_STARTED = "server.worker_started"
+    SPAWNER_DIED = "server.spawner_died"

@@ -144,6 +144,7 @@ class QueueManager:
         self._loop_task: asyncio.Task[None] | None = None
         self._recover = True
         self._running = False
+        self._recovered = asyncio.Event()
         self._stopped = False
         # Leased work waiting for a delivery, by destination; and counts that bound it.
         self._ready: dict[str, list[_Job]] = {}
@@ -161,6 +162,12 @@ class QueueManager:
         """The store may hold new due work (a commit without lease, an operator action)."""
         self._store_due = True
         self._wakeup.set()
+
+    async def wait_recovered(self) -> None:
+        """Until start-up recovery is over (at once for a process that does none). The
+        parent starts its workers only then: recovery releases every lease in the
+        store, and must not take back a worker's new mail."""
+        await self._recovered.wait()
 
     @property
     def accepting(self) -> bool:
@@ -280,8 +287,11 @@ class QueueManager:
     async def _run(self) -> None:
         # Leases from before a crash or restart belong to no one now: deliver them again.
         # (With several nodes on one store this becomes "expired leases only".)
-        if self._recover:
-            await self.recover_leases()
+        try:
+            if self._recover:
+                await self.recover_leases()
+        finally:
+            self._recovered.set()
         self._running = True  # only now: recovery must not take back new mail's leases
         while True:
             try:

@@ -318,7 +318,7 @@ class MailServer:
                 )
         loop = asyncio.get_running_loop()
         interval = self.config.tls.watch_interval
-        self.certificates.mark_files_seen()
+        self.certificates.catch_up()  # a replacement worker may start long after
         self._watch_task = loop.create_task(self.certificates.watch(interval))
         self._accounts_task = loop.create_task(self.accounts.watch(interval))
         log_event(ServerEvent.STARTED, recovered=recovered)

@@ -70,7 +70,14 @@ logger = logging.getLogger("postguard.tls")
 # even when a legacy TLS version has lowered OpenSSL's own security level to 0.
 MIN_RSA_KEY_BITS: Final = 2048
 
-_FileSignature = tuple[int, int, int, int, int] | None
+_FileSignature = tuple[int, int, int, int, int] | None  # device, inode, size, mtime, ctime
+
+
+def _content(signature: tuple[_FileSignature, ...]) -> tuple[object, ...]:
+    """A signature without the ctimes (which ownership and mode changes also move)."""
+    return tuple(None if entry is None else entry[:4] for entry in signature)
+
+
 _server_names: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
 _server_names_lock = threading.Lock()
 
@@ -229,13 +236,21 @@ class CertificateStore:
             if self._stat_files() != self._signature:
                 self.reload()
 
-    def mark_files_seen(self) -> None:
-        """Accept the files' current metadata as unchanged (after ``chown`` at start-up).
+    def catch_up(self) -> bool:
+        """At a process's start: reload if a file's content changed since this store
+        loaded it, else accept the files' current metadata as seen. Returns whether it
+        reloaded.
 
-        Dropping privileges hands the files to the service user, which changes their
-        ctime; without this the first poll would reload certificates that did not change.
+        Dropping privileges hands the files to the service user, which changes only
+        their ctime: without this the first poll would reload certificates that did not
+        change. A worker forked from the start-up state long after the first load (a
+        replacement for a dead one) must not serve certificates rotated away since.
         """
-        self._signature = self._stat_files()
+        now = self._stat_files()
+        if _content(now) != _content(self._signature):
+            return self.reload()
+        self._signature = now
+        return False
 
     def describe(self) -> list[str]:
         """One human-readable line per loaded certificate, for start-up logging."""

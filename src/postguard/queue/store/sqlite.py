@@ -19,7 +19,10 @@ the kernel reports a writeback error once, so the next fdatasync could succeed
 although frames of the failed one never reached the disk, and SQLite's recovery
 drops every frame after the first bad one. From then on every write fails at once
 and the server stops; the restart recovers from the log on disk. An SQLite COMMIT
-whose own fsync failed (a checkpoint's) ends the store the same way.
+whose own fsync failed (a checkpoint's) ends the store the same way. Worker processes
+forked from the server share one flag (an anonymous shared page mapped before the fork):
+once one of them has failed, no other acknowledges a sync that ends after that, even one
+that succeeded in its own process.
 
 A batch is first applied as a whole: the new messages in it with one
 ``executemany`` per table, then the other operations. The writer thread
@@ -49,6 +52,7 @@ import errno
 import fcntl
 import json
 import logging
+import mmap
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -256,6 +260,8 @@ class _GroupWriter:
         self.transactions = 0  # for tests and benchmarks: commits actually made
         self.failure: StoreFailed | None = None
         self._failure_callbacks: list[Callable[[StoreFailed], None]] = []
+        # One byte shared with every process forked after this (module docstring).
+        self._failed_anywhere = mmap.mmap(-1, 1)
 
     def on_failure(self, callback: Callable[[StoreFailed], None]) -> None:
         self._failure_callbacks.append(callback)
@@ -266,6 +272,7 @@ class _GroupWriter:
         if self.failure is not None:
             return
         self.failure = error
+        self._failed_anywhere[0] = 1
         log_event(QueueEvent.STORE_FAILED, logging.CRITICAL, path=str(self._path), error=str(error))
         pending, self._pending = self._pending, []
         for _, future in pending:
@@ -274,7 +281,13 @@ class _GroupWriter:
         for callback in self._failure_callbacks:
             asyncio.get_running_loop().call_soon(callback, error)
 
+    def _check_siblings(self) -> None:
+        """Fail here too if another process sharing this store has failed."""
+        if self.failure is None and self._failed_anywhere[0]:
+            self._fail(StoreFailed("queue database: another process of this server failed"))
+
     async def run(self, op: Callable[[sqlite3.Connection], T] | _Insert) -> T:
+        self._check_siblings()
         if self.failure is not None:
             raise self.failure
         loop = asyncio.get_running_loop()
@@ -321,6 +334,7 @@ class _GroupWriter:
 
     async def flush(self, paths: Sequence[str]) -> None:
         """Flush the file systems of ``paths`` in the next sync round (see the store)."""
+        self._check_siblings()
         if self.failure is not None:
             raise self.failure
         loop = asyncio.get_running_loop()
@@ -353,6 +367,9 @@ class _GroupWriter:
                         f"{sync_error.strerror or sync_error}"
                     )
                     self._fail(log_error)
+                else:  # a sibling's failure known by now voids this round too
+                    self._check_siblings()
+                    log_error = self.failure
             for batch, results in group:
                 _settle(batch, results, log_error)
             for wanted, done in flushes:
