@@ -103,6 +103,12 @@ BAD_CONFIGS = [
         f'{F}: server.hostname: invalid domain "bad_host"',
     ),
     ("user-empty", '[server]\nuser = ""', f"{F}: server.user: must be a non-empty name"),
+    ("workers-zero", "[server]\nworkers = 0", f"{F}: server.workers: must be at least 1, got 0"),
+    (
+        "workers-too-many",
+        "[server]\nworkers = 257",
+        f"{F}: server.workers: must be at most 256, got 257",
+    ),
     (
         "shutdown-grace-bad-unit",
         '[server]\nshutdown_grace = "30sec"',

@@ -5,6 +5,7 @@ the worker replaced)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import pwd
@@ -12,6 +13,7 @@ import re
 import signal
 import socket
 import sqlite3
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -288,4 +290,35 @@ async def test_a_dead_spawner_leaves_the_first_process_serving(subprocess_factor
     await dlg.cmd("QUIT", expect="221")
     await dlg.close()
     assert any(b"<alone@workers.test>" in m for m in await srv.wait_for_messages(1))
+    assert srv.stop() == 0
+
+
+def _connections_per_process(port: int) -> dict[int, int]:
+    """Established connections on ``port`` per server process (``ss``, iproute2)."""
+    out = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return dict(collections.Counter(int(p) for p in re.findall(r"pid=(\d+)", out)))
+
+
+def test_a_burst_of_long_sessions_is_spread_over_the_workers(subprocess_factory) -> None:
+    # SMTP sessions can last long; whoever accepts a burst keeps it. Twenty clients
+    # connect at once and stay: each of the two processes must hold about half.
+    srv = subprocess_factory(server_toml="workers = 2")
+    _spawner, [worker] = _spawner_and_workers(srv.pid)
+    port = srv.ports["mx"]
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+    try:
+        for client in clients:
+            client.settimeout(10)
+            assert client.recv(512).startswith(b"220 ")  # accepted, session running
+        counts = _connections_per_process(port)
+        assert set(counts) == {srv.pid, worker}, counts
+        assert sorted(counts.values()) in ([10, 10], [9, 11]), counts
+    finally:
+        for client in clients:
+            client.close()
     assert srv.stop() == 0

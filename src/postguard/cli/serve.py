@@ -93,16 +93,16 @@ def run(args: argparse.Namespace) -> int:
     workers: Workers | None = None
     if config.server.workers > 1:
         spawner, channel = start_spawner(
-            lambda owner: _serve_as_worker(server, owner), config.server.hostname
+            lambda owner, slot: _serve_as_worker(server, owner, slot), config.server.hostname
         )
         workers = Workers(server, spawner, channel, wanted=config.server.workers - 1)
     _run_loop(server, workers=workers)
     return _exit_status(server)
 
 
-def _serve_as_worker(server: MailServer, owner: str) -> int:
+def _serve_as_worker(server: MailServer, owner: str, slot: int) -> int:
     """A worker process (forked by the spawner): serve until told to stop."""
-    _run_loop(server, primary=False, owner=owner)
+    _run_loop(server, primary=False, owner=owner, slot=slot)
     return _exit_status(server)
 
 
@@ -123,11 +123,12 @@ def _run_loop(
     *,
     primary: bool = True,
     owner: str | None = None,
+    slot: int = 0,
     workers: Workers | None = None,
 ) -> None:
     async def main() -> None:
         server.install_signal_handlers(forward_to=workers.live if workers else None)
-        await server.start(primary=primary, lease_owner=owner)
+        await server.start(primary=primary, lease_owner=owner, slot=slot)
         watcher = await workers.start() if workers else None
         if primary:
             print("postguard: ready", flush=True)

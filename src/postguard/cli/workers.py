@@ -94,11 +94,14 @@ def exit_description(status: int) -> str:
 # ------------------------------------------------------------------ the spawner
 
 
-def start_spawner(run_worker: Callable[[str], int], hostname: str) -> tuple[int, socket.socket]:
+def start_spawner(
+    run_worker: Callable[[str, int], int], hostname: str
+) -> tuple[int, socket.socket]:
     """Fork the spawner (the caller must still be single-threaded, with no loop).
 
-    ``run_worker(owner)`` runs in each forked worker and returns its exit status; the
-    owner is :func:`worker_owner` of the worker's PID and the token the parent chose.
+    ``run_worker(owner, slot)`` runs in each forked worker and returns its exit status;
+    the owner is :func:`worker_owner` of the worker's PID and the token the parent chose,
+    the slot its place in the accept balance (``server/balance.py``).
     Returns the spawner's PID and the parent's end of the socket pair.
     """
     parent_end, spawner_end = socket.socketpair()
@@ -119,7 +122,7 @@ def worker_owner(hostname: str, pid: int, token: str) -> str:
 
 
 def _spawner_main(
-    channel: socket.socket, run_worker: Callable[[str], int], hostname: str
+    channel: socket.socket, run_worker: Callable[[str, int], int], hostname: str
 ) -> NoReturn:
     die_with_parent()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -152,8 +155,8 @@ def _spawner_main(
         pending += data
         while b"\n" in pending:
             line, pending = pending.split(b"\n", 1)
-            command, _, token = line.decode().partition(" ")
-            if command != "spawn" or not token.isalnum():
+            command, token, slot = [*line.decode().split(" "), "", ""][:3]
+            if command != "spawn" or not token.isalnum() or not slot.isdigit():
                 continue
             pid = os.fork()
             if pid == 0:  # the new worker: its own signal set-up, then serve
@@ -166,13 +169,13 @@ def _spawner_main(
                 status = EX_SOFTWARE
                 try:
                     die_with_parent()
-                    status = run_worker(worker_owner(hostname, os.getpid(), token))
+                    status = run_worker(worker_owner(hostname, os.getpid(), token), int(slot))
                 except BaseException:
                     logging.getLogger("postguard").exception("worker failed")
                 finally:
                     os._exit(status)
             children.add(pid)
-            _send(channel, f"started {pid} {token}")
+            _send(channel, f"started {pid} {token} {slot}")
 
 
 def _report_exits(channel: socket.socket, children: set[int]) -> None:
@@ -198,6 +201,7 @@ def _send(channel: socket.socket, line: str) -> None:
 @dataclass
 class _Worker:
     owner: str
+    slot: int
     started: float
 
 
@@ -231,12 +235,18 @@ class Workers:
         self._events = events
         self.channel.setblocking(False)
         loop.add_reader(self.channel.fileno(), self._readable)
-        for _ in range(self.wanted):
-            _send(self.channel, f"spawn {secrets.token_hex(4)}")
+        for slot in range(1, self.wanted + 1):  # slot 0 is this process
+            _send(self.channel, f"spawn {secrets.token_hex(4)} {slot}")
         task = loop.create_task(self._follow(events))
         try:
             async with asyncio.timeout(START_TIMEOUT_SECONDS):
                 await self._all_started.wait()
+                # Ready means every process accepts: each joins the balance once its
+                # listeners are started.
+                while not self._spawner_gone and any(
+                    self.server.balance.count(w.slot) is None for w in self._workers.values()
+                ):
+                    await asyncio.sleep(0.01)
         except TimeoutError:  # serve with the workers there are; they may still come
             log_event(
                 ServerEvent.WORKER_DIED,
@@ -247,9 +257,10 @@ class Workers:
             )
         return task
 
-    def _started(self, pid: int, token: str) -> None:
+    def _started(self, pid: int, value: str) -> None:
+        token, _, slot = value.partition(" ")
         owner = worker_owner(self.server.config.server.hostname, pid, token)
-        self._workers[pid] = _Worker(owner, time.monotonic())
+        self._workers[pid] = _Worker(owner, int(slot or 0), time.monotonic())
         self.live.append(pid)
         if len(self.live) >= self.wanted:
             self._all_started.set()
@@ -292,6 +303,7 @@ class Workers:
             return
         with contextlib.suppress(ValueError):
             self.live.remove(pid)
+        self.server.balance.leave(worker.slot)
         if self.server.stopping:  # told to stop: not a death
             return
         log_event(
@@ -309,12 +321,12 @@ class Workers:
         if self.server.queue is not None:
             await self.server.queue.recover_leases_of(worker.owner)
         self._delay = respawn_delay(time.monotonic() - worker.started, self._delay)
-        asyncio.get_running_loop().call_later(self._delay, self._respawn)
+        asyncio.get_running_loop().call_later(self._delay, self._respawn, worker.slot)
 
-    def _respawn(self) -> None:
+    def _respawn(self, slot: int) -> None:
         if self.server.stopping or self._spawner_gone:
             return
-        _send(self.channel, f"spawn {secrets.token_hex(4)}")
+        _send(self.channel, f"spawn {secrets.token_hex(4)} {slot}")
 
     async def _spawner_died(self) -> None:
         """The spawner is gone, and its workers with it (PR_SET_PDEATHSIG)."""
@@ -324,6 +336,7 @@ class Workers:
         log_event(ServerEvent.SPAWNER_DIED, logging.ERROR, pid=self.spawner)
         for pid, worker in list(self._workers.items()):
             self._workers.pop(pid)
+            self.server.balance.leave(worker.slot)
             with contextlib.suppress(ValueError):
                 self.live.remove(pid)
             if self.server.queue is not None:
@@ -350,6 +363,7 @@ def _reap(pid: int) -> None:
 
 
 def _parse(line: bytes) -> tuple[str, int, str] | None:
+    """("started", pid, "<token> <slot>") or ("exited", pid, "<wait status>")."""
     kind, _, rest = line.decode(errors="replace").partition(" ")
     pid_text, _, value = rest.partition(" ")
     if kind not in ("started", "exited") or not pid_text.isdigit():

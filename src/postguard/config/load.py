@@ -56,6 +56,7 @@ from postguard.config.schema import (
     LMTP_TLS_MODES,
     LOG_FORMATS,
     LOG_LEVELS,
+    MAX_WORKERS,
     OAUTH_ALGORITHMS,
     SASL_MECHANISMS,
     TLS_VERSIONS,
@@ -98,7 +99,7 @@ _SERVER: Mapping[str, Reader] = {
     "user": string(non_empty),
     "group": string(non_empty),
     "shutdown_grace": quantity(parse_duration, "duration", "30s", positive=False),
-    "workers": count(1),
+    "workers": count(1, MAX_WORKERS),
 }
 _LIMITS: Mapping[str, Reader] = {
     "max_message_size": quantity(parse_size, "size", "50MiB", positive=True),

@@ -182,13 +182,16 @@ def non_empty(text: str) -> str:
     return text
 
 
-def count(minimum: int) -> Reader:
-    """A reader for an integer of at least ``minimum`` (never a boolean)."""
+def count(minimum: int, maximum: int | None = None) -> Reader:
+    """A reader for an integer of at least ``minimum`` (and at most ``maximum``; never
+    a boolean)."""
 
     def read(table: Table, name: str) -> int:
         number: int = table.value(name, (int,), "an integer")
         if number < minimum:
             raise table.error(name, f"must be at least {minimum}, got {number}")
+        if maximum is not None and number > maximum:
+            raise table.error(name, f"must be at most {maximum}, got {number}")
         return number
 
     return read

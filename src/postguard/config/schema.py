@@ -80,6 +80,7 @@ LMTP_TLS_MODES: tuple[LmtpTlsMode, ...] = ("opportunistic", "required", "none")
 
 DEFAULT_HOSTNAME = "localhost"
 DEFAULT_SHUTDOWN_GRACE = 30 * SECONDS
+MAX_WORKERS = 256  # processes per server (server/balance.py keeps one slot each)
 DEFAULT_MAX_MESSAGE_SIZE = 50 * MiB
 # RFC 5321 §4.5.3.1.8: a server must be able to buffer at least 100 recipients.
 DEFAULT_MAX_RECIPIENTS = 100

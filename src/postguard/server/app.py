@@ -48,6 +48,7 @@ from ..tls.certstore import CertificatePair, CertificateStore, server_name_of
 from ..tls.contexts import client_context
 from ..tls.devcerts import DevCertificates, ensure_dev_certificates
 from .authenticator import AuthSettings
+from .balance import AcceptBalance
 from .connection import Timeouts
 from .limits import ConnectionLimiter
 from .listeners import Listener, bind_socket
@@ -108,6 +109,8 @@ class MailServer:
         self.queue: QueueManager | None = None
         self._stopping = asyncio.Event()
         self._workers: list[int] = []
+        # Connection counts shared with the worker processes forked later.
+        self.balance = AcceptBalance(config.server.workers)
         # Why this process is stopping on its own, if it is (the CLI maps it to an exit
         # status): the queue's log could not be synced, so nothing may be written.
         self.failure: OSError | None = None
@@ -172,7 +175,9 @@ class MailServer:
             received_shows_identity=config.auth.received_shows_identity,
         )
         limits = self.config.limits
-        limiter = ConnectionLimiter(limits.max_connections, limits.max_connections_per_ip)
+        limiter = ConnectionLimiter(
+            limits.max_connections, limits.max_connections_per_ip, self.balance.publish
+        )
         timeouts = Timeouts(
             idle=limits.idle_timeout, command=limits.command_timeout, data=limits.data_timeout
         )
@@ -215,6 +220,7 @@ class MailServer:
                     timeouts=timeouts,
                     tls_context=self.certificates.ssl_context,
                     server_name_of=server_name_of,
+                    balance=self.balance,
                 )
             )
 
@@ -290,7 +296,9 @@ class MailServer:
             )
         return agents
 
-    async def start(self, *, primary: bool = True, lease_owner: str | None = None) -> None:
+    async def start(
+        self, *, primary: bool = True, lease_owner: str | None = None, slot: int = 0
+    ) -> None:
         """Start delivery (recovering leases from a crash) and start accepting connections.
 
         Args:
@@ -298,6 +306,7 @@ class MailServer:
                 beside it skip the start-up recovery and orphan clean-up.
             lease_owner: the name this process leases queue work under (given by the
                 parent to its workers, so it can recover a dead worker's leases).
+            slot: this process's place in the accept balance (0: the first process).
         """
         assert self.queue is not None, "bind() first"
         assert self.store is not None
@@ -316,6 +325,7 @@ class MailServer:
                     listener=listener.name,
                     address=address.url(listener.ctx.rules.implicit_tls),
                 )
+        self.balance.join(slot)  # serving: siblings may now leave connections to us
         loop = asyncio.get_running_loop()
         interval = self.config.tls.watch_interval
         self.certificates.catch_up()  # a replacement worker may start long after

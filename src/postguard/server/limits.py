@@ -7,16 +7,23 @@ listeners of one server process.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 
 class ConnectionLimiter:
-    """Counts open connections; refuses past ``max_total`` or ``max_per_ip``."""
+    """Counts open connections; refuses past ``max_total`` or ``max_per_ip``.
 
-    def __init__(self, max_total: int, max_per_ip: int) -> None:
+    ``on_change(total)`` is told every new total (the accept balance publishes it).
+    """
+
+    def __init__(
+        self, max_total: int, max_per_ip: int, on_change: Callable[[int], None] | None = None
+    ) -> None:
         self.max_total = max_total
         self.max_per_ip = max_per_ip
         self.total = 0
         self._per_ip: Counter[str] = Counter()
+        self._on_change = on_change
 
     def try_acquire(self, ip: str) -> bool:
         """Take a slot for ``ip``; False when a limit is reached."""
@@ -24,6 +31,8 @@ class ConnectionLimiter:
             return False
         self.total += 1
         self._per_ip[ip] += 1
+        if self._on_change is not None:
+            self._on_change(self.total)
         return True
 
     def release(self, ip: str) -> None:
@@ -32,3 +41,5 @@ class ConnectionLimiter:
         self._per_ip[ip] -= 1
         if self._per_ip[ip] <= 0:
             del self._per_ip[ip]
+        if self._on_change is not None:
+            self._on_change(self.total)

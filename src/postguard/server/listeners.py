@@ -12,6 +12,11 @@ in its handshake holds a slot; a plaintext client never completes the
 handshake and never sees a greeting. (Pausing reads in ``connection_made`` and
 calling ``start_tls`` later does not work: uvloop delivers the ClientHello
 to the protocol anyway.)
+
+With several processes (``[server] workers``), every listener accepts in its own loop,
+one connection at a time, after the accept balance's delay (``balance.py``), so that
+long sessions spread evenly over the processes; with one process, plain listeners use
+the event loop's own accept loop.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from ..observability.events import SmtpEvent, TlsEvent
 from ..observability.logging import log_event
 from ..protocol import replies
 from ..protocol.server import ServerConnection
+from .balance import AcceptBalance
 from .connection import Connection, Timeouts
 from .limits import ConnectionLimiter
 from .session import Session, SessionContext
@@ -90,8 +96,10 @@ class Listener:
         timeouts: Timeouts,
         tls_context: ssl.SSLContext | None,
         server_name_of: Callable[[ssl.SSLObject], str | None] | None = None,
+        balance: AcceptBalance | None = None,
     ) -> None:
         self.ctx = ctx
+        self.balance = balance
         self.name = ctx.rules.name
         self.sockets = sockets
         self.limiter = limiter
@@ -115,27 +123,62 @@ class Listener:
     async def start(self) -> None:
         """Start accepting connections on the bound sockets."""
         loop = asyncio.get_running_loop()
+        balanced = self.balance is not None and self.balance.enabled
         for sock in self.sockets:
             if self.ctx.rules.implicit_tls:
                 self._accept_tasks.append(loop.create_task(self._accept_tls(sock)))
+                continue
+            if balanced:
+                self._accept_tasks.append(loop.create_task(self._accept_plain(sock)))
                 continue
             server = await loop.create_server(
                 lambda: SmtpStream(self._accepted), sock=sock, backlog=LISTEN_BACKLOG
             )
             self._servers.append(server)
 
+    async def _accept_one(self, sock: socket.socket) -> tuple[socket.socket, str] | None:
+        """Accept the next connection, after the balance's delay; None on an accept
+        error (logged; after a short back-off, so EMFILE does not spin)."""
+        if self.balance is not None and (delay := self.balance.defer_seconds()):
+            await asyncio.sleep(delay)
+        try:
+            conn, addr = await asyncio.get_running_loop().sock_accept(sock)
+        except OSError as exc:  # EMFILE and friends: back off briefly, keep serving
+            log_event(SmtpEvent.ACCEPT_FAILED, logging.ERROR, listener=self.name, error=str(exc))
+            await asyncio.sleep(0.1)
+            return None
+        return conn, str(addr[0])
+
+    async def _accept_plain(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            accepted = await self._accept_one(sock)
+            if accepted is None:
+                continue
+            conn, ip = accepted
+            # Counted now, not when the transport is up: the next turn of this loop
+            # must see it (the balance's count), or one process takes a whole burst.
+            admitted = self._admit(ip)
+
+            def protocol(ip: str = ip, admitted: bool = admitted) -> SmtpStream:
+                if admitted:
+                    return SmtpStream(lambda stream: self._start_session(stream, ip))
+                return SmtpStream(_refuse)
+
+            try:
+                await loop.connect_accepted_socket(protocol, conn)
+            except OSError:  # the client left already
+                if admitted:
+                    self.limiter.release(ip)
+                conn.close()
+
     async def _accept_tls(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            try:
-                conn, addr = await loop.sock_accept(sock)
-            except OSError as exc:  # EMFILE and friends: back off briefly, keep serving
-                log_event(
-                    SmtpEvent.ACCEPT_FAILED, logging.ERROR, listener=self.name, error=str(exc)
-                )
-                await asyncio.sleep(0.1)
+            accepted = await self._accept_one(sock)
+            if accepted is None:
                 continue
-            ip = str(addr[0])
+            conn, ip = accepted
             if not self._admit(ip):
                 conn.close()  # no plaintext 421 possible before the TLS handshake
                 continue
@@ -202,6 +245,7 @@ class Listener:
         return False
 
     def _accepted(self, stream: SmtpStream) -> None:
+        """A connection from the event loop's own accept loop (one process)."""
         peer = stream.get_extra_info("peername") or ("?", 0)
         ip = str(peer[0])
         if not self._admit(ip):
@@ -236,3 +280,9 @@ class Listener:
             self.limiter.release(ip)
 
         task.add_done_callback(done)
+
+
+def _refuse(stream: SmtpStream) -> None:
+    """A connection over the limits (not counted): 421 and close."""
+    stream.write(replies.R421_TOO_MANY_CONNECTIONS.render())
+    stream.close()
