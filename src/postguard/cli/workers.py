@@ -161,8 +161,9 @@ def _spawner_main(
             pid = os.fork()
             if pid == 0:  # the new worker: its own signal set-up, then serve
                 signal.set_wakeup_fd(-1)
-                for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
                     signal.signal(signum, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.default_int_handler)
                 os.close(wake_read)
                 os.close(wake_write)
                 channel.close()
