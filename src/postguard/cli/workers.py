@@ -295,6 +295,8 @@ class Workers:
             if kind == "started":
                 self._started(pid, value)
                 log_event(ServerEvent.WORKER_STARTED, pid=pid, workers=len(self.live) + 1)
+                if self.server.stopping:  # started after the stop was forwarded
+                    _terminate(pid)
             elif kind == "exited":
                 await self._exited(pid, int(value))
 
@@ -346,6 +348,8 @@ class Workers:
     async def stop(self, grace: float) -> None:
         """After the parent's own shutdown: wait for the workers (told to stop by
         ``request_stop``), kill stragglers, then let the spawner go and reap it."""
+        for pid in list(self.live):  # also those that started after the stop was forwarded
+            _terminate(pid)
         deadline = time.monotonic() + grace + STOP_MARGIN_SECONDS
         while self.live and not self._spawner_gone and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -356,6 +360,11 @@ class Workers:
             asyncio.get_running_loop().remove_reader(self.channel.fileno())
         self.channel.close()  # EOF: the spawner kills what is left and exits
         await asyncio.to_thread(_reap, self.spawner)
+
+
+def _terminate(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
 
 
 def _reap(pid: int) -> None:
