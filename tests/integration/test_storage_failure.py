@@ -14,6 +14,8 @@ is tested is what postguard does with the error).
   ``new/``: a copy whose flush failed is removed, and the recipient is deferred with the
   reason. Once the disk is healthy again, ``postguard queue retry --all`` delivers
   every message exactly once, byte for byte.
+* **A spilled body file.** A failed fsync of one large message's body file refuses that
+  message (451) and leaves no file; the queue's log is untouched and the server goes on.
 """
 
 from __future__ import annotations
@@ -212,4 +214,41 @@ def test_copies_whose_maildir_flush_failed_are_stored_again_once_healthy(
         (copy,) = [c for c in contents if f"<{mid}>".encode() in c]
         assert copy.startswith(b"Return-Path: <alice@example.org>\r\n"), copy[:200]
         assert copy.endswith(body(mid)), mid
+    assert srv.stop() == 0
+
+
+def test_a_failed_body_file_sync_refuses_that_message_only(
+    subprocess_factory: Callable[..., SubprocessServer],
+    traversable_dir: Path,
+    failsync_library: Path,
+    injections: list[FailSync],
+) -> None:
+    # A body over 256 KiB is spilled to queue/bodies/ and fsync'd before the commit. Its
+    # failed fsync concerns that file alone: the message gets 451 and leaves nothing
+    # behind, the queue's log is untouched, and the server goes on.
+    bodies = traversable_dir / "server1" / "queue" / "bodies"
+    disk = FailSync(failsync_library, match=str(bodies), calls="fsync,fdatasync")
+    injections.append(disk)
+    srv = subprocess_factory(env=disk.env())
+    filler = b"Forty-two octets of filler, line after line.\r\n" * 7000  # ~330 KiB
+
+    def send_large(message_id: str) -> int:
+        try:
+            with smtplib.SMTP(srv.host, srv.ports["mx"], timeout=30) as client:
+                client.sendmail("alice@example.org", ["test@localhost"], body(message_id) + filler)
+        except smtplib.SMTPResponseException as exc:
+            return exc.smtp_code
+        return 250
+
+    disk.arm()
+    assert send_large("large-refused@storage.test") == 451
+    assert any(line.startswith("fsync ") for line in disk.failures())
+    assert sorted(bodies.iterdir()) == []  # no spilled file left behind
+    disk.disarm()
+    assert send_large("large-accepted@storage.test") == 250
+    wait_until(lambda: not srv.spooled(), DELIVERY_TIMEOUT_SECONDS, "the delivery")
+    assert delivered_ids(srv) == collections.Counter({"large-accepted@storage.test": 1})
+    (copy,) = (srv.maildir() / "new").iterdir()
+    assert copy.read_bytes().endswith(body("large-accepted@storage.test") + filler)
+    assert "queue.store_failed" not in srv.stderr()
     assert srv.stop() == 0
