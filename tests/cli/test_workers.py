@@ -12,6 +12,7 @@ from postguard.cli.workers import (
     FIRST_RESPAWN_DELAY,
     MAX_RESPAWN_DELAY,
     STEADY_SECONDS,
+    _parse,
     exit_description,
     respawn_delay,
 )
@@ -41,3 +42,15 @@ def test_exit_descriptions_name_the_signal_or_the_status() -> None:
     done = subprocess.Popen([sys.executable, "-c", "raise SystemExit(74)"])
     _, status = os.waitpid(done.pid, 0)
     assert exit_description(status) == "exited with status 74"
+
+
+def test_the_spawners_reports_are_parsed_strictly() -> None:
+    assert _parse(b"started 123 ab12cd34 1") == ("started", 123, "ab12cd34 1")
+    assert _parse(b"exited 123 9") == ("exited", 123, "9")
+    assert _parse(b"failed 0 1 Resource temporarily unavailable") == (
+        "failed",
+        0,
+        "1 Resource temporarily unavailable",
+    )
+    for junk in (b"", b"started", b"started x 1", b"spawn ab 1", b"exited -1 0"):
+        assert _parse(junk) is None, junk

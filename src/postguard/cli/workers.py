@@ -158,7 +158,11 @@ def _spawner_main(
             command, token, slot = [*line.decode().split(" "), "", ""][:3]
             if command != "spawn" or not token.isalnum() or not slot.isdigit():
                 continue
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError as exc:  # EAGAIN (process limit), ENOMEM: the parent retries
+                _send(channel, f"failed 0 {slot} {exc.strerror or exc}")
+                continue
             if pid == 0:  # the new worker: its own signal set-up, then serve
                 signal.set_wakeup_fd(-1)
                 for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
@@ -220,6 +224,7 @@ class Workers:
     _delay: float = 0.0
     _events: asyncio.Queue[tuple[str, int, str] | None] | None = None
     _spawner_gone: bool = False
+    _answered: int = 0  # spawn requests answered (started or failed)
     _all_started: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> asyncio.Task[None]:
@@ -263,7 +268,11 @@ class Workers:
         owner = worker_owner(self.server.config.server.hostname, pid, token)
         self._workers[pid] = _Worker(owner, int(slot or 0), time.monotonic())
         self.live.append(pid)
-        if len(self.live) >= self.wanted:
+        self._answer()
+
+    def _answer(self) -> None:
+        self._answered += 1
+        if self._answered >= self.wanted:
             self._all_started.set()
 
     def _readable(self) -> None:
@@ -299,6 +308,8 @@ class Workers:
                     _terminate(pid)
             elif kind == "exited":
                 await self._exited(pid, int(value))
+            elif kind == "failed":
+                self._spawn_failed(value)
 
     async def _exited(self, pid: int, status: int) -> None:
         worker = self._workers.pop(pid, None)
@@ -325,6 +336,22 @@ class Workers:
             await self.server.queue.recover_leases_of(worker.owner)
         self._delay = respawn_delay(time.monotonic() - worker.started, self._delay)
         asyncio.get_running_loop().call_later(self._delay, self._respawn, worker.slot)
+
+    def _spawn_failed(self, value: str) -> None:
+        """The spawner could not fork (``"<slot> <reason>"``): try again later."""
+        slot, _, reason = value.partition(" ")
+        self._answer()
+        if self.server.stopping:
+            return
+        log_event(
+            ServerEvent.WORKER_DIED,
+            logging.ERROR,
+            pid=0,
+            how=f"could not be started: {reason}",
+            workers_left=len(self.live) + 1,
+        )
+        self._delay = respawn_delay(0.0, self._delay)
+        asyncio.get_running_loop().call_later(self._delay, self._respawn, int(slot or 0))
 
     def _respawn(self, slot: int) -> None:
         if self.server.stopping or self._spawner_gone:
@@ -373,9 +400,10 @@ def _reap(pid: int) -> None:
 
 
 def _parse(line: bytes) -> tuple[str, int, str] | None:
-    """("started", pid, "<token> <slot>") or ("exited", pid, "<wait status>")."""
+    """("started", pid, "<token> <slot>"), ("exited", pid, "<wait status>") or
+    ("failed", 0, "<slot> <reason>")."""
     kind, _, rest = line.decode(errors="replace").partition(" ")
     pid_text, _, value = rest.partition(" ")
-    if kind not in ("started", "exited") or not pid_text.isdigit():
+    if kind not in ("started", "exited", "failed") or not pid_text.isdigit():
         return None
     return kind, int(pid_text), value
