@@ -328,7 +328,10 @@ class MailServer:
         self.balance.join(slot)  # serving: siblings may now leave connections to us
         loop = asyncio.get_running_loop()
         interval = self.config.tls.watch_interval
-        self.certificates.catch_up()  # a replacement worker may start long after
+        # A replacement worker starts from the state of boot: catch up with files
+        # changed since (certificates rotated, accounts added).
+        self.certificates.catch_up()
+        self.accounts.maybe_reload()
         self._watch_task = loop.create_task(self.certificates.watch(interval))
         self._accounts_task = loop.create_task(self.accounts.watch(interval))
         log_event(ServerEvent.STARTED, recovered=recovered)
