@@ -254,14 +254,18 @@ class Workers:
                 ):
                     await asyncio.sleep(0.01)
         except TimeoutError:  # serve with the workers there are; they may still come
-            log_event(
-                ServerEvent.WORKER_DIED,
-                logging.ERROR,
-                pid=0,
-                how=f"not started within {START_TIMEOUT_SECONDS:.0f} s",
-                workers_left=len(self.live) + 1,
-            )
+            self._log_death(0, f"not started within {START_TIMEOUT_SECONDS:.0f} s")
         return task
+
+    def _log_death(self, pid: int, how: str) -> None:
+        """``server.worker_died`` (pid 0: a worker that never started)."""
+        log_event(
+            ServerEvent.WORKER_DIED,
+            logging.ERROR,
+            pid=pid,
+            how=how,
+            workers_left=len(self.live) + 1,
+        )
 
     def _started(self, pid: int, value: str) -> None:
         token, _, slot = value.partition(" ")
@@ -320,13 +324,7 @@ class Workers:
         self.server.balance.leave(worker.slot)
         if self.server.stopping:  # told to stop: not a death
             return
-        log_event(
-            ServerEvent.WORKER_DIED,
-            logging.ERROR,
-            pid=pid,
-            how=exit_description(status),
-            workers_left=len(self.live) + 1,
-        )
+        self._log_death(pid, exit_description(status))
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EX_IOERR:
             # The queue's log is shared: what this process writes cannot be trusted
             # either. Stop everything; the restart recovers from the disk.
@@ -343,13 +341,7 @@ class Workers:
         self._answer()
         if self.server.stopping:
             return
-        log_event(
-            ServerEvent.WORKER_DIED,
-            logging.ERROR,
-            pid=0,
-            how=f"could not be started: {reason}",
-            workers_left=len(self.live) + 1,
-        )
+        self._log_death(0, f"could not be started: {reason}")
         self._delay = respawn_delay(0.0, self._delay)
         asyncio.get_running_loop().call_later(self._delay, self._respawn, int(slot or 0))
 
