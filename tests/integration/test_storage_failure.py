@@ -23,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import os
 import re
 import smtplib
+import sqlite3
 import subprocess
 import sys
 import time
@@ -252,3 +254,60 @@ def test_a_failed_body_file_sync_refuses_that_message_only(
     assert copy.read_bytes().endswith(body("large-accepted@storage.test") + filler)
     assert "queue.store_failed" not in srv.stderr()
     assert srv.stop() == 0
+
+
+def run_postguard(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "postguard", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=None if env is None else {**os.environ, **env},
+    )
+
+
+@pytest.mark.parametrize("command", [["serve"], ["queue", "list"]])
+def test_a_corrupt_queue_database_is_named_not_a_traceback(
+    tmp_path: Path, command: list[str]
+) -> None:
+    (tmp_path / "queue").mkdir()
+    (tmp_path / "queue" / "queue.db").write_bytes(b"not a database, just bytes\n" * 100)
+    done = run_postguard(*command, "--data-dir", str(tmp_path))
+    assert done.returncode == EX_IOERR, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip() == (
+        f"postguard: queue database {tmp_path / 'queue' / 'queue.db'}: file is not a database"
+        " (move it aside to start with an empty queue, or restore it from a backup)"
+    )
+
+
+def test_a_queue_written_by_a_newer_version_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "queue").mkdir()
+    db = tmp_path / "queue" / "queue.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    done = run_postguard("queue", "stats", "--data-dir", str(tmp_path))
+    assert done.returncode == EX_IOERR, done.stderr
+    assert "written by a newer postguard (schema 99" in done.stderr
+    with sqlite3.connect(db) as conn:  # left as it was, not "migrated" down
+        assert conn.execute("PRAGMA user_version").fetchone() == (99,)
+
+
+def test_the_queue_cli_reports_a_failed_write(
+    subprocess_factory: Callable[..., SubprocessServer],
+    failsync_library: Path,
+    injections: list[FailSync],
+) -> None:
+    srv = subprocess_factory()
+    assert send(srv, "cli@storage.test") == 250
+    wal = FailSync(failsync_library, match="queue.db-wal", calls="fdatasync,fsync")
+    injections.append(wal)
+    wal.arm()
+    assert srv.config_path is not None
+    done = run_postguard("queue", "retry", "--all", "--config", str(srv.config_path), env=wal.env())
+    assert done.returncode == EX_IOERR, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "syncing queue.db-wal failed: Input/output error" in done.stderr

@@ -11,7 +11,8 @@
 Every action is one transaction on the same SQLite database the server uses
 (WAL mode lets both work at once); the server's queue manager picks changes up
 at its next scan. Exit status: 0 ok, 67 (EX_NOUSER) when the queue ID does not
-exist, 78 configuration error.
+exist, 74 (EX_IOERR) when the queue database cannot be opened or a write to it
+fails (the message names the file), 78 configuration error.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sqlite3
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -29,7 +31,7 @@ from ..config import ConfigError
 from ..queue.store.base import MessageRow, QueueStats
 from ..queue.store.sqlite import SqliteQueueStore
 from .common import add_location_arguments, resolve_config
-from .main import EX_CONFIG, EX_OK
+from .main import EX_CONFIG, EX_IOERR, EX_OK
 
 EX_NOUSER = 67  # sysexits: "addressee unknown"; here: no such queue ID
 
@@ -93,7 +95,12 @@ def run(args: argparse.Namespace) -> int:
         else:
             return _unknown(args.queue_id)
         return EX_OK
-    return asyncio.run(_run(args, SqliteQueueStore(directory)))
+    try:
+        return asyncio.run(_run(args, SqliteQueueStore(directory)))
+    except (OSError, sqlite3.Error) as exc:  # unusable, or a failed write (disk, I/O)
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(f"postguard: {detail}", file=sys.stderr)
+        return EX_IOERR
 
 
 async def _run(args: argparse.Namespace, store: SqliteQueueStore) -> int:

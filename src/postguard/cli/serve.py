@@ -22,6 +22,7 @@ from ..config.schema import Config
 from ..observability import logging as pg_logging
 from ..observability.events import ServerEvent
 from ..observability.logging import log_event
+from ..queue.store.base import StoreUnavailable
 from ..server.app import MailServer
 from ..server.privileges import PrivilegeError, drop_privileges
 from ..tls.certstore import CertificateError
@@ -71,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
         return EX_CONFIG
     try:
         server.bind()
+    except StoreUnavailable as exc:
+        print(f"postguard: {exc.strerror}", file=sys.stderr)
+        return EX_IOERR
     except OSError as exc:
         print(f"postguard: {exc.strerror or exc}", file=sys.stderr)
         return EX_UNAVAILABLE

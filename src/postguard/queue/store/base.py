@@ -46,6 +46,14 @@ class StoreFailed(OSError):
         super().__init__(errno.EIO, detail)
 
 
+class StoreUnavailable(OSError):
+    """The store cannot be opened: its file is corrupt or unreadable, or it was written
+    by a newer version. The message names the file and what to do."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(errno.EIO, detail)
+
+
 class RecipientState(enum.Enum):
     """Where one recipient of a queued message stands."""
 

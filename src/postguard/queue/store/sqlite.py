@@ -75,6 +75,7 @@ from .base import (
     RecipientRow,
     RecipientState,
     StoreFailed,
+    StoreUnavailable,
 )
 
 T = TypeVar("T")
@@ -129,6 +130,14 @@ def connect(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA foreign_keys=ON")
     db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     return db
+
+
+def db_path(db: sqlite3.Connection) -> str:
+    """The file of ``db``'s main database."""
+    for _seq, name, file in db.execute("PRAGMA database_list"):
+        if name == "main":
+            return str(file)
+    return "?"
 
 
 def storage_error(exc: BaseException) -> BaseException:
@@ -482,13 +491,30 @@ class SqliteQueueStore:
     """The :class:`~postguard.queue.store.base.QueueStore` on SQLite."""
 
     def __init__(self, directory: Path, *, group_commit: bool = True) -> None:
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        """Open (or create) the queue in ``directory``.
+
+        Raises:
+            StoreUnavailable: the directory or database cannot be used; the message
+                names the file and the problem.
+        """
         self.path = directory / "queue.db"
-        db = connect(self.path)
         try:
-            _migrate(db)
-        finally:
-            db.close()
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            db = connect(self.path)
+            try:
+                _migrate(db)
+            finally:
+                db.close()
+        except (OSError, sqlite3.Error) as exc:
+            if isinstance(exc, StoreUnavailable):
+                raise
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise StoreUnavailable(
+                f"queue database {self.path}: {detail} (move it aside to start with an "
+                "empty queue, or restore it from a backup)"
+                if isinstance(exc, sqlite3.DatabaseError)
+                else f"queue database {self.path}: {detail}"
+            ) from None
         # Without group commit every operation gets its own transaction (and fsync).
         self._writer = _GroupWriter(
             self.path, batch_limit=MAX_BATCH_OPERATIONS if group_commit else 1
@@ -660,7 +686,17 @@ class SqliteQueueStore:
 
 
 def _migrate(db: sqlite3.Connection) -> None:
-    """Create the schema, or bring a queue written by an older version up to date."""
+    """Create the schema, or bring a queue written by an older version up to date.
+
+    Raises:
+        StoreUnavailable: a newer version wrote it (its schema is not known here).
+    """
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        raise StoreUnavailable(
+            f"queue database {db_path(db)}: written by a newer postguard (schema "
+            f"{version}; this version knows up to {SCHEMA_VERSION}): run that version"
+        )
     db.executescript(_SCHEMA)
     columns = {row[1] for row in db.execute("PRAGMA table_info(recipients)")}
     if "redelivery" not in columns:  # version 1
