@@ -75,8 +75,9 @@ def run(args: argparse.Namespace) -> int:
     except StoreUnavailable as exc:
         print(f"postguard: {exc.strerror}", file=sys.stderr)
         return EX_IOERR
-    except OSError as exc:
-        print(f"postguard: {exc.strerror or exc}", file=sys.stderr)
+    except OSError as exc:  # a listener's address (named in the message), or a directory
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"postguard: {where}{exc.strerror or exc}", file=sys.stderr)
         return EX_UNAVAILABLE
     server.log_weakenings()
     _print_banner(server, args.config is None)
