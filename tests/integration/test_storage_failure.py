@@ -311,3 +311,11 @@ def test_the_queue_cli_reports_a_failed_write(
     assert done.returncode == EX_IOERR, done.stderr
     assert "Traceback" not in done.stderr
     assert "syncing queue.db-wal failed: Input/output error" in done.stderr
+
+
+def test_a_data_directory_that_cannot_be_created_is_named(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way\n")
+    done = run_postguard("serve", "--data-dir", str(blocker / "data"))
+    assert done.returncode == 73, done.stderr  # EX_CANTCREAT
+    assert done.stderr.strip() == f"postguard: {blocker / 'data'}: Not a directory"

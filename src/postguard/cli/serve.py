@@ -27,7 +27,7 @@ from ..server.app import MailServer
 from ..server.privileges import PrivilegeError, drop_privileges
 from ..tls.certstore import CertificateError
 from .common import DEFAULT_DATA_DIR, add_location_arguments, data_dir_argument
-from .main import EX_CONFIG, EX_IOERR, EX_OK, EX_UNAVAILABLE
+from .main import EX_CANTCREAT, EX_CONFIG, EX_IOERR, EX_OK, EX_UNAVAILABLE
 from .workers import Workers, start_spawner
 
 # Modules imported lazily at run time. They are imported before privileges are
@@ -64,20 +64,25 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"postguard: {exc}", file=sys.stderr)
         return EX_CONFIG
+    except OSError as exc:  # the data directory cannot be created or written
+        print(f"postguard: {_describe(exc)}", file=sys.stderr)
+        return EX_CANTCREAT
     pg_logging.configure(config.log.format, config.log.level)
     try:
         server = MailServer(config)
     except CertificateError as exc:
         print(f"postguard: {exc}", file=sys.stderr)
         return EX_CONFIG
+    except OSError as exc:  # e.g. the development certificates cannot be written
+        print(f"postguard: {_describe(exc)}", file=sys.stderr)
+        return EX_CANTCREAT
     try:
         server.bind()
     except StoreUnavailable as exc:
         print(f"postguard: {exc.strerror}", file=sys.stderr)
         return EX_IOERR
     except OSError as exc:  # a listener's address (named in the message), or a directory
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"postguard: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"postguard: {_describe(exc)}", file=sys.stderr)
         return EX_UNAVAILABLE
     server.log_weakenings()
     _print_banner(server, args.config is None)
@@ -103,6 +108,12 @@ def run(args: argparse.Namespace) -> int:
         workers = Workers(server, spawner, channel, wanted=config.server.workers - 1)
     _run_loop(server, workers=workers)
     return _exit_status(server)
+
+
+def _describe(exc: OSError) -> str:
+    """ "<file>: <what went wrong>" (or the message alone when no file is involved)."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"
 
 
 def _serve_as_worker(server: MailServer, owner: str, slot: int) -> int:
