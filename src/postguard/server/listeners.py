@@ -14,9 +14,11 @@ calling ``start_tls`` later does not work: uvloop delivers the ClientHello
 to the protocol anyway.)
 
 With several processes (``[server] workers``), every listener accepts in its own loop,
-one connection at a time, after the accept balance's delay (``balance.py``), so that
-long sessions spread evenly over the processes; with one process, plain listeners use
-the event loop's own accept loop.
+one connection per readiness of the socket (so that the processes take turns) and none
+while the accept balance says wait (``balance.py``), so that long sessions spread evenly
+over the processes. With one process, plain listeners use the event loop's own accept
+loop, which is cheaper per connection (about 10 % of the CPU of a one-message
+connection, measured 18:05).
 """
 
 from __future__ import annotations
@@ -150,27 +152,59 @@ class Listener:
         return conn, str(addr[0])
 
     async def _accept_plain(self, sock: socket.socket) -> None:
+        """Accept with a persistent reader: one connection per readiness (so that the
+        processes take turns), none while the balance says wait."""
         loop = asyncio.get_running_loop()
-        while True:
-            accepted = await self._accept_one(sock)
-            if accepted is None:
-                continue
-            conn, ip = accepted
-            # Counted now, not when the transport is up: the next turn of this loop
-            # must see it (the balance's count), or one process takes a whole burst.
-            admitted = self._admit(ip)
+        fd = sock.fileno()
+        done: asyncio.Future[None] = loop.create_future()
 
-            def protocol(ip: str = ip, admitted: bool = admitted) -> SmtpStream:
-                if admitted:
-                    return SmtpStream(lambda stream: self._start_session(stream, ip))
-                return SmtpStream(_refuse)
+        def resume() -> None:
+            if not done.done():
+                loop.add_reader(fd, acceptable)
 
+        def acceptable() -> None:
+            if self.balance is not None and (delay := self.balance.defer_seconds()):
+                loop.remove_reader(fd)
+                loop.call_later(delay, resume)
+                return
             try:
-                await loop.connect_accepted_socket(protocol, conn)
-            except OSError:  # the client left already
-                if admitted:
-                    self.limiter.release(ip)
-                conn.close()
+                conn, addr = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return  # a sibling took it
+            except OSError as exc:  # EMFILE and friends: back off briefly
+                log_event(
+                    SmtpEvent.ACCEPT_FAILED, logging.ERROR, listener=self.name, error=str(exc)
+                )
+                loop.remove_reader(fd)
+                loop.call_later(0.1, resume)
+                return
+            conn.setblocking(False)
+            ip = str(addr[0])
+            admitted = self._admit(ip)  # counted now: the next readiness sees it
+            task = loop.create_task(self._connect(conn, ip, admitted))
+            self._handshakes.add(task)
+            task.add_done_callback(self._handshakes.discard)
+
+        loop.add_reader(fd, acceptable)
+        try:
+            await done
+        finally:
+            done.cancel()
+            with contextlib.suppress(Exception):  # stop_accepting may have closed it
+                loop.remove_reader(fd)
+
+    async def _connect(self, conn: socket.socket, ip: str, admitted: bool) -> None:
+        def protocol() -> SmtpStream:
+            if admitted:
+                return SmtpStream(lambda stream: self._start_session(stream, ip))
+            return SmtpStream(_refuse)
+
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(protocol, conn)
+        except OSError:  # the client left already
+            if admitted:
+                self.limiter.release(ip)
+            conn.close()
 
     async def _accept_tls(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -213,7 +247,10 @@ class Listener:
         for task in self._accept_tasks + list(self._handshakes):
             task.cancel()
         if self._accept_tasks:
+            loop = asyncio.get_running_loop()
             for sock in self.sockets:
+                with contextlib.suppress(Exception):  # not every socket has a reader
+                    loop.remove_reader(sock.fileno())
                 sock.close()
 
     def request_shutdown(self) -> None:
