@@ -19,6 +19,15 @@ DATA_DIR_ENV = "POSTGUARD_DATA_DIR"
 DEFAULT_DATA_DIR = Path("postguard-data")
 
 
+def describe_error(exc: BaseException) -> str:
+    """One line for an error at the command line: ``<file>: <what went wrong>`` for an
+    OSError naming a file, its message alone otherwise (never a traceback)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror}"
+    return str(exc)
+
+
 def add_location_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--config`` and ``--data-dir``."""
     parser.add_argument("--config", type=Path, help="configuration file (TOML)")

@@ -30,7 +30,7 @@ from typing import Any
 from ..config import ConfigError
 from ..queue.store.base import MessageRow, QueueStats
 from ..queue.store.sqlite import SqliteQueueStore
-from .common import add_location_arguments, resolve_config
+from .common import add_location_arguments, describe_error, resolve_config
 from .main import EX_CONFIG, EX_IOERR, EX_OK
 
 EX_NOUSER = 67  # sysexits: "addressee unknown"; here: no such queue ID
@@ -98,8 +98,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_run(args, SqliteQueueStore(directory)))
     except (OSError, sqlite3.Error) as exc:  # unusable, or a failed write (disk, I/O)
-        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        print(f"postguard: {detail}", file=sys.stderr)
+        print(f"postguard: {describe_error(exc)}", file=sys.stderr)
         return EX_IOERR
 
 

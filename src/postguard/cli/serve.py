@@ -26,7 +26,12 @@ from ..queue.store.base import StoreUnavailable
 from ..server.app import MailServer
 from ..server.privileges import PrivilegeError, drop_privileges
 from ..tls.certstore import CertificateError
-from .common import DEFAULT_DATA_DIR, add_location_arguments, data_dir_argument
+from .common import (
+    DEFAULT_DATA_DIR,
+    add_location_arguments,
+    data_dir_argument,
+    describe_error,
+)
 from .main import EX_CANTCREAT, EX_CONFIG, EX_IOERR, EX_OK, EX_UNAVAILABLE
 from .workers import Workers, start_spawner
 
@@ -65,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"postguard: {exc}", file=sys.stderr)
         return EX_CONFIG
     except OSError as exc:  # the data directory cannot be created or written
-        print(f"postguard: {_describe(exc)}", file=sys.stderr)
+        print(f"postguard: {describe_error(exc)}", file=sys.stderr)
         return EX_CANTCREAT
     pg_logging.configure(config.log.format, config.log.level)
     try:
@@ -74,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"postguard: {exc}", file=sys.stderr)
         return EX_CONFIG
     except OSError as exc:  # e.g. the development certificates cannot be written
-        print(f"postguard: {_describe(exc)}", file=sys.stderr)
+        print(f"postguard: {describe_error(exc)}", file=sys.stderr)
         return EX_CANTCREAT
     try:
         server.bind()
@@ -82,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"postguard: {exc.strerror}", file=sys.stderr)
         return EX_IOERR
     except OSError as exc:  # a listener's address (named in the message), or a directory
-        print(f"postguard: {_describe(exc)}", file=sys.stderr)
+        print(f"postguard: {describe_error(exc)}", file=sys.stderr)
         return EX_UNAVAILABLE
     server.log_weakenings()
     _print_banner(server, args.config is None)
@@ -108,12 +113,6 @@ def run(args: argparse.Namespace) -> int:
         workers = Workers(server, spawner, channel, wanted=config.server.workers - 1)
     _run_loop(server, workers=workers)
     return _exit_status(server)
-
-
-def _describe(exc: OSError) -> str:
-    """ "<file>: <what went wrong>" (or the message alone when no file is involved)."""
-    where = f"{exc.filename}: " if exc.filename else ""
-    return f"{where}{exc.strerror or exc}"
 
 
 def _serve_as_worker(server: MailServer, owner: str, slot: int) -> int:

@@ -55,7 +55,7 @@ import logging
 import mmap
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,27 +189,30 @@ def _op_failure(exc: sqlite3.Error) -> bool:
     )
 
 
-def _apply_together(db: sqlite3.Connection, ops: list[_Op]) -> list[tuple[bool, Any]]:
-    """The whole batch in one transaction, new messages first; raises if anything fails."""
+@contextlib.contextmanager
+def _write_transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT; rolled back if anything (COMMIT included) raises."""
     db.execute("BEGIN IMMEDIATE")
     try:
-        _insert_many(db, [op for op in ops if isinstance(op, _Insert)])
-        results: list[tuple[bool, Any]] = [
-            (True, None if isinstance(op, _Insert) else op(db)) for op in ops
-        ]
+        yield
         db.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(sqlite3.Error):
             db.execute("ROLLBACK")
         raise
-    return results
+
+
+def _apply_together(db: sqlite3.Connection, ops: list[_Op]) -> list[tuple[bool, Any]]:
+    """The whole batch in one transaction, new messages first; raises if anything fails."""
+    with _write_transaction(db):
+        _insert_many(db, [op for op in ops if isinstance(op, _Insert)])
+        return [(True, None if isinstance(op, _Insert) else op(db)) for op in ops]
 
 
 def _apply_one_by_one(db: sqlite3.Connection, ops: list[_Op]) -> list[tuple[bool, Any]]:
     """The batch again, each operation in its own SAVEPOINT: failures stay with their op."""
     results: list[tuple[bool, Any]] = []
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with _write_transaction(db):
         for op in ops:
             db.execute("SAVEPOINT op")
             try:
@@ -225,11 +228,6 @@ def _apply_one_by_one(db: sqlite3.Connection, ops: list[_Op]) -> list[tuple[bool
             else:
                 db.execute("RELEASE op")
                 results.append((True, value))
-        db.execute("COMMIT")
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            db.execute("ROLLBACK")
-        raise
     return results
 
 
@@ -505,16 +503,16 @@ class SqliteQueueStore:
                 _migrate(db)
             finally:
                 db.close()
-        except (OSError, sqlite3.Error) as exc:
-            if isinstance(exc, StoreUnavailable):
-                raise
-            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        except StoreUnavailable:
+            raise
+        except sqlite3.DatabaseError as exc:  # the file itself: corrupt, unreadable
             raise StoreUnavailable(
-                f"queue database {self.path}: {detail} (move it aside to start with an "
+                f"queue database {self.path}: {exc} (move it aside to start with an "
                 "empty queue, or restore it from a backup)"
-                if isinstance(exc, sqlite3.DatabaseError)
-                else f"queue database {self.path}: {detail}"
             ) from None
+        except (OSError, sqlite3.Error) as exc:  # the directory, or SQLite's own misuse
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise StoreUnavailable(f"queue database {self.path}: {detail}") from None
         # Without group commit every operation gets its own transaction (and fsync).
         self._writer = _GroupWriter(
             self.path, batch_limit=MAX_BATCH_OPERATIONS if group_commit else 1
