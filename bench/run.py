@@ -4,6 +4,7 @@
     python bench/run.py --record             # ... and append the results to bench/RESULTS.md
     python bench/run.py --modes starttls --duration 30 --concurrency 50 --size 65536
     python bench/run.py --profile            # ... then profile postguard under load (py-spy)
+    python bench/run.py --perf               # ... and split the machine's CPU (perf, system-wide)
 
 Options:
     --duration SEC      measured seconds per run (default 15)
@@ -16,6 +17,11 @@ Options:
     --record            append a dated section to bench/RESULTS.md
     --profile           after measuring, profile postguard with py-spy in each mode
     --keep              keep the servers' data directories (printed) instead of deleting them
+    --perf              sample the whole machine with ``perf record -a -g`` for 8 s inside each
+                        measured run and print where the CPU went: server, load generator,
+                        idle; inside the server, interpreter, uvloop, OpenSSL, SQLite, and
+                        kernel time by activity (socket I/O, flushes, file data, file names,
+                        thread wake-ups), also in µs per message (bench/syswide.py)
     --flush-latency MS  give both servers' fsync, fdatasync and syncfs MS more latency, as
                         on a slower disk (an LD_PRELOAD shim, bench/slowflush/slowflush.c:
                         one flush at a time per process, concurrent callers covered by the
@@ -67,11 +73,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import syswide  # bench/ is sys.path[0] when run as python bench/run.py
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 SHARED = REPO.parent / "shared"
 OUT = BENCH / "out"
 RESULTS_MD = BENCH / "RESULTS.md"
+PERF_SECONDS = 8.0  # --perf: length of the system-wide sample, inside the measured window
 READY_TIMEOUT_SECONDS = 60.0
 DRAIN_TIMEOUT_SECONDS = 300.0
 MODES = ("plain", "starttls")
@@ -321,12 +330,14 @@ def run_load(
     sampler = threading.Thread(target=sample, daemon=True)
     if server.queue_dir is not None:
         sampler.start()
-    done = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        timeout=args.warmup + args.duration + 120,
-    )
+    load = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    perf_data = OUT / f"perf-{server.name}-{mode}.data"
+    perf_seconds = max(1.0, min(PERF_SECONDS, args.duration - 2.0))
+    if args.perf:  # system-wide samples from inside the measured window
+        time.sleep(args.warmup + 1.0)
+        syswide.start(args.perf, perf_data, perf_seconds).wait(timeout=perf_seconds + 60)
+    stdout, stderr = load.communicate(timeout=args.warmup + args.duration + 120)
+    done = subprocess.CompletedProcess(argv, load.returncode, stdout, stderr)
     loading.clear()
     wall = time.monotonic() - started
     cpu = server.cpu_seconds() - cpu_before
@@ -347,6 +358,8 @@ def run_load(
         "stored": server.stored() - stored_before,
         "smtpload_summary": done.stderr.strip(),
     }
+    if args.perf:
+        result["bench"]["perf"] = syswide.summarise(args.perf, perf_data)
     return result
 
 
@@ -556,6 +569,23 @@ def mean_of(values: list[int]) -> str:
     return f"{sum(values) / len(values):.0f}" if values else "-"
 
 
+def perf_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """``--perf`` summaries of the runs (empty without ``--perf``)."""
+    out: list[str] = []
+    for run in runs:
+        if "perf" not in run["bench"]:
+            continue
+        msgs = run["msgs_per_s"]
+        machine_us = (os.cpu_count() or 1) * 1e6 / msgs if msgs else None
+        out += [
+            "",
+            f"where the CPU goes, {run['bench']['server']} {run['mode']} "
+            f"(round {run.get('round', 1)}, {msgs:.0f} msgs/s):",
+            *syswide.lines(run["bench"]["perf"], machine_us),
+        ]
+    return out
+
+
 def record(
     rows: list[dict[str, Any]],
     info: dict[str, Any],
@@ -586,6 +616,9 @@ def record(
     queue = queue_lines(runs or [])
     if queue:
         section += [*(f"* {line}" for line in queue), ""]
+    perf = perf_lines(runs or [])
+    if perf:
+        section += ["```", *perf[1:], "```", ""]
     with open(RESULTS_MD, "a", encoding="utf-8") as f:
         f.write("\n".join(section))
 
@@ -605,6 +638,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true", help="py-spy profile of postguard")
     parser.add_argument("--keep", action="store_true", help="keep the data directories")
     parser.add_argument(
+        "--perf",
+        action="store_true",
+        help="sample the whole machine with perf during each run and split its CPU by "
+        "process, library and kernel activity (needs perf)",
+    )
+    parser.add_argument(
         "--flush-latency",
         type=float,
         default=0.0,
@@ -622,6 +661,10 @@ def parse_args() -> argparse.Namespace:
         "--workers", type=int, default=1, help="postguard [server] workers (processes)"
     )
     args = parser.parse_args()
+    if args.perf:
+        args.perf = syswide.available()
+        if args.perf is None:
+            parser.error("--perf needs perf (Debian: apt-get install linux-perf)")
     args.mode_list = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = set(args.mode_list) - set(MODES)
     if unknown or not args.mode_list:
@@ -701,6 +744,8 @@ def main() -> int:
                 f"{b['stored']} stored, {b['backlog_left']} still queued",
                 file=sys.stderr,
             )
+    for line in perf_lines(runs):
+        print(line)
     for prof in profiles:
         print(f"\nprofile of postguard, {prof.get('mode')} ({prof.get('samples')} samples):")
         print(f"  samples by thread: {prof.get('threads')}")
