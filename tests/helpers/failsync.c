@@ -3,7 +3,10 @@
  *
  * A call fails while the file named by FAILSYNC_TRIGGER exists, for a file descriptor
  * whose path (readlink of /proc/self/fd/N) contains FAILSYNC_MATCH, and only for the
- * calls listed in FAILSYNC_CALLS ("fsync,fdatasync,syncfs"; default all three). The
+ * calls listed in FAILSYNC_CALLS ("fsync,fdatasync,syncfs"; default all three).
+ * syncfs(2) flushes a whole file system, whichever descriptor names it, so when
+ * FAILSYNC_MATCH is an existing path a syncfs fails for any descriptor on that path's
+ * file system (the program may hold one on another directory there). The
  * real call is still made first, so the data does reach the disk: what is tested is
  * what the program does with the error. With FAILSYNC_ONCE=1 the trigger file is
  * removed by the first failure: the next call succeeds, as Linux reports a writeback
@@ -19,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -46,7 +50,12 @@ static int should_fail(const char *call, int fd) {
     if (len < 0) return 0;
     path[len] = '\0';
     const char *match = getenv("FAILSYNC_MATCH");
-    if (match && *match && !strstr(path, match)) return 0;
+    if (match && *match && !strstr(path, match)) {
+        struct stat of_fd, of_match;
+        int same_file_system = strcmp(call, "syncfs") == 0 && fstat(fd, &of_fd) == 0 &&
+                               stat(match, &of_match) == 0 && of_fd.st_dev == of_match.st_dev;
+        if (!same_file_system) return 0;
+    }
     pthread_mutex_lock(&lock);
     int fail = access(trigger, F_OK) == 0;
     if (fail) {

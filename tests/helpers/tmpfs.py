@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from postguard.queue.fsync import FILE_SYSTEMS
+
 TMPFS_SIZE = "512k"
 FILL_CHUNK_OCTETS = 64 * 1024
 
@@ -68,4 +70,7 @@ def mount_tmpfs(path: Path, *, mode: str = "0700") -> Iterator[Tmpfs]:
     try:
         yield Tmpfs(path)
     finally:
+        # A store or Maildir agent of this test process keeps a syncfs descriptor on
+        # every file system it wrote to (postguard.queue.fsync.FileSystemHandles).
+        FILE_SYSTEMS.release(path)
         subprocess.run(["umount", str(path)], check=True)

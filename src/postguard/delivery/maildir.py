@@ -52,7 +52,7 @@ import time
 from pathlib import Path
 
 from ..protocol.replies import Reply
-from ..queue.fsync import HAS_SYNCFS, fsync_directory, sync_file_system
+from ..queue.fsync import HAS_SYNCFS, fsync_directory, sync_file_system, watch_file_system
 from .base import (
     Delivered,
     DeliveryItem,
@@ -100,6 +100,28 @@ def ensure_maildir(path: Path) -> None:
         (path / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
 
 
+def _sync_file_systems(directories: list[Path]) -> dict[Path, OSError]:
+    """syncfs(2) once per file system holding ``directories``; the error of each
+    directory whose file system failed to flush (or could not be found)."""
+    outcome: dict[int, OSError | None] = {}  # per device: None once flushed
+    errors: dict[Path, OSError] = {}
+    for directory in directories:
+        try:
+            device = os.stat(directory).st_dev
+        except OSError as exc:
+            errors[directory] = exc
+            continue
+        if device not in outcome:
+            try:
+                sync_file_system(directory)
+                outcome[device] = None
+            except OSError as exc:
+                outcome[device] = exc
+        if (error := outcome[device]) is not None:
+            errors[directory] = error
+    return errors
+
+
 class MaildirAgent:
     """Delivers to local Maildirs."""
 
@@ -137,8 +159,9 @@ class MaildirAgent:
 
         Small batches: each file is fsync'd, then each ``new/`` directory once. From
         :data:`SYNCFS_MIN_BATCH` messages on (a loaded queue): the files are written
-        and moved into ``new/`` without fsync, then one ``syncfs(2)`` flushes the file
-        system — data and names — so a batch of 50 pays one flush instead of 50.
+        and moved into ``new/`` without fsync, then one ``syncfs(2)`` per file system
+        holding the batch's Maildirs (usually one) flushes data and names, so a batch
+        of 50 pays one flush instead of 50.
         A keyed copy found already stored (see the module docstring) takes part in
         that step exactly like a fresh one.
 
@@ -168,17 +191,17 @@ class MaildirAgent:
                     outcomes[mailbox] = stored
             results.append(outcomes)
         if use_syncfs and pending and self.flush_by_caller:
-            root = str(self.root)
-            for entries in pending.values():
+            # Named by its own directory, not the root: a Maildir may sit on another
+            # file system (a mount under the root), and the caller flushes each one.
+            for directory, entries in pending.items():
                 for index, mailbox, path in entries:
-                    results[index][mailbox] = NeedsFlush(root, str(path))
+                    results[index][mailbox] = NeedsFlush(str(directory), str(path))
             return results
         if use_syncfs and pending:
-            try:
-                sync_file_system(self.root)
-            except OSError as exc:
-                for entries in pending.values():
-                    self._flush_failed(entries, results, exc)
+            errors = _sync_file_systems(list(pending))
+            for directory, entries in pending.items():
+                if directory in errors:
+                    self._flush_failed(entries, results, errors[directory])
             return results
         for directory, entries in pending.items():
             try:
@@ -238,6 +261,9 @@ class MaildirAgent:
                 return PermanentFailure(_R552_MAILBOX_FULL, f"{mailbox}: over its quota")
             if path not in self._ready:
                 ensure_maildir(path)
+                # Before the first copy is written: a later syncfs of this file system
+                # must report every writeback error from here on (fsync.FileSystemHandles).
+                watch_file_system(path)
                 self._ready.add(path)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:

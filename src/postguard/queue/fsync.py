@@ -8,13 +8,20 @@ storage (ext4/xfs may otherwise lose the rename on power failure).
 :class:`GroupDirSync` lets many concurrent commits share one directory fsync:
 a caller waits for a sync that *started after* its rename, so correctness is
 kept while a busy server pays one directory fsync for many messages.
+
+:func:`sync_file_system` flushes a whole file system with ``syncfs(2)`` through a
+descriptor that this process opened before writing the data it must cover (see
+:class:`FileSystemHandles`): a descriptor opened just before the call can report
+success for pages whose writeback already failed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
@@ -34,22 +41,107 @@ _syncfs = _load_syncfs()
 HAS_SYNCFS = _syncfs is not None
 
 
+class FileSystemHandles:
+    """One long-lived directory descriptor per file system, per process, for syncfs(2).
+
+    Linux (≥ 5.8) records a file system's writeback errors in a sequence counter, and
+    syncfs(2) reports an error to each open file description once, counting from when the
+    description was opened; a description opened *after* the error reports it only if
+    nobody has reported it yet. So a descriptor opened just before syncfs returns success
+    for our lost pages as soon as anyone else on the machine synced that file system
+    first: a sibling worker, another mail process, a backup tool (the PostgreSQL
+    "fsyncgate" lesson, tested for real in ``tests/queue/test_syncfs_errors.py``).
+
+    Hence: :meth:`watch` opens a descriptor when a component learns where it will write
+    (the queue store and the Maildir agent, at start, before any data), and
+    :meth:`sync` always uses it. A forked child inherits the descriptors but shares their
+    error cursor with the parent, so right after a fork the child opens its own
+    (``os.register_at_fork``), before it writes anything.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fds: dict[int, int] = {}  # st_dev -> descriptor
+        self._paths: dict[int, str] = {}  # st_dev -> the directory it was opened on
+
+    def watch(self, path: Path | str) -> int:
+        """Hold a descriptor for the file system of ``path`` (a directory); returns it.
+
+        Raises:
+            OSError: ``path`` cannot be opened.
+        """
+        device = os.stat(path).st_dev
+        with self._lock:
+            fd = self._fds.get(device)
+            if fd is None:
+                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                self._fds[device], self._paths[device] = fd, os.fspath(path)
+            return fd
+
+    def sync(self, path: Path | str) -> None:
+        """syncfs(2) of the file system holding ``path`` through its held descriptor.
+
+        Raises:
+            OSError: the flush failed, or syncfs(2) is not available (ENOSYS).
+        """
+        if _syncfs is None:
+            raise OSError(38, "syncfs(2) is not available")  # ENOSYS
+        if _syncfs(self.watch(path)) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+
+    def release(self, path: Path | str) -> None:
+        """Stop holding the descriptor for the file system of ``path`` (so that it can be
+        unmounted); a later :meth:`sync` there opens a new one."""
+        device = os.stat(path).st_dev
+        with self._lock:
+            fd = self._fds.pop(device, None)
+            self._paths.pop(device, None)
+        if fd is not None:
+            os.close(fd)
+
+    def after_fork_in_child(self) -> None:
+        """Replace the inherited descriptors by the child's own (same directories)."""
+        self._lock = threading.Lock()  # another thread may have held it at the fork
+        fds, paths = self._fds, self._paths
+        self._fds, self._paths = {}, {}
+        for fd in fds.values():
+            os.close(fd)
+        for path in paths.values():
+            with contextlib.suppress(OSError):  # else opened by the next sync (and reported)
+                self.watch(path)
+
+    def close(self) -> None:
+        with self._lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
+            self._paths.clear()
+
+
+FILE_SYSTEMS = FileSystemHandles()
+os.register_at_fork(after_in_child=FILE_SYSTEMS.after_fork_in_child)
+
+
+def watch_file_system(path: Path | str) -> None:
+    """Start holding a syncfs descriptor for the file system of ``path`` (a directory),
+    before anything that a later :func:`sync_file_system` must cover is written there.
+
+    Raises:
+        OSError: ``path`` cannot be opened.
+    """
+    FILE_SYSTEMS.watch(path)
+
+
 def sync_file_system(path: Path | str) -> None:
-    """Flush every dirty page and inode of the file system holding ``path`` (syncfs(2)).
+    """Flush every dirty page and inode of the file system holding ``path`` (syncfs(2)),
+    through this process's long-lived descriptor for it (:class:`FileSystemHandles`).
 
     Raises:
         OSError: the flush failed (Linux ≥ 5.8 reports writeback errors here), or
             syncfs(2) is not available (ENOSYS).
     """
-    if _syncfs is None:
-        raise OSError(38, "syncfs(2) is not available")  # ENOSYS
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        if _syncfs(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err))
-    finally:
-        os.close(fd)
+    FILE_SYSTEMS.sync(path)
 
 
 def fsync_directory(path: Path) -> None:

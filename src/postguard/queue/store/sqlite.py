@@ -63,7 +63,7 @@ from typing import Any, TypeVar
 
 from ...observability.events import QueueEvent
 from ...observability.logging import log_event
-from ..fsync import sync_file_system
+from ..fsync import sync_file_system, watch_file_system
 from .base import (
     CLAIM_MAX_OCTETS,
     Claim,
@@ -435,6 +435,12 @@ class _GroupWriter:
     def _apply(self, batch: list[tuple[_Op, asyncio.Future[Any]]]) -> list[tuple[bool, Any]]:
         if self._db is None:
             self._db = connect(self._path)
+            # The log's descriptor is opened before this process writes to it, so that
+            # its fdatasync reports every writeback error of the log from here on, even
+            # one a sibling process has already been told about (fsync.FileSystemHandles
+            # explains why a descriptor opened later would miss it).
+            with contextlib.suppress(FileNotFoundError):
+                self._wal_fd = os.open(f"{self._path}-wal", os.O_RDONLY | os.O_CLOEXEC)
             # Read-only is enough for flock(2), and lets the CLI run as root beside a
             # server running as its service user (either may create the file first).
             self._lock_fd = os.open(
@@ -498,6 +504,9 @@ class SqliteQueueStore:
         self.path = directory / "queue.db"
         try:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Before anything is written: a syncfs that stands for the log's fdatasync
+            # must see every writeback error from here on (fsync.FileSystemHandles).
+            watch_file_system(directory)
             db = connect(self.path)
             try:
                 _migrate(db)

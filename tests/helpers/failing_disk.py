@@ -1,0 +1,89 @@
+"""A real file system whose writeback fails on demand: ext4 on a loop device whose backing
+file lives on a small tmpfs. Filling the tmpfs makes every later block write of the loop
+device fail, so the kernel records writeback errors exactly as for a dying disk (the
+errseq counters that fsync(2) and syncfs(2) report from), with no fault injection in
+the program under test.
+
+Needs root, a loop device and mkfs.ext4 (e2fsprogs; CI installs it). Where the loop
+device cannot be set up (a container without /dev/loop*), the tests skip loudly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from postguard.queue.fsync import FILE_SYSTEMS
+
+BACKING_SIZE = "16m"  # the tmpfs holding the image: the most the image can ever use
+IMAGE_SIZE = 64 * 1024 * 1024  # sparse: larger than its backing, so writes can fail
+
+
+@dataclass
+class FailingDisk:
+    mount: Path  # the ext4 file system
+    backing: Path  # the tmpfs holding its image
+
+    def fail_writes(self) -> None:
+        """Fill the backing tmpfs: from now on writeback to ``mount`` fails."""
+        filler = self.backing / "filler"
+        chunk = b"\0" * (1 << 20)
+        with open(filler, "ab") as f:
+            try:
+                while True:
+                    f.write(chunk)
+                    f.flush()
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+
+    def heal(self) -> None:
+        (self.backing / "filler").unlink(missing_ok=True)
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), capture_output=True, text=True)
+
+
+def failing_disk(base: Path) -> Iterator[FailingDisk]:
+    """Mount the failing file system under ``base`` for the duration of the generator."""
+    if os.geteuid() != 0:
+        pytest.skip("SKIPPED LOUDLY: a loop-mounted file system needs root (CI runs as root)")
+    mkfs = shutil.which("mkfs.ext4")
+    if mkfs is None:
+        pytest.skip("SKIPPED LOUDLY: mkfs.ext4 is missing (apt-get install e2fsprogs)")
+    backing, mount = base / "backing", base / "ext4"
+    backing.mkdir(parents=True)
+    mount.mkdir()
+    done = _run("mount", "-t", "tmpfs", "-o", f"size={BACKING_SIZE}", "tmpfs", str(backing))
+    if done.returncode != 0:
+        pytest.skip(f"SKIPPED LOUDLY: cannot mount a tmpfs: {done.stderr.strip()}")
+    try:
+        image = backing / "ext4.img"
+        with open(image, "wb") as f:
+            f.truncate(IMAGE_SIZE)
+        # No journal: a failed data writeback then stays a data error (reported once per
+        # descriptor), instead of aborting the journal, which every later call would see.
+        done = _run(mkfs, "-q", "-F", "-O", "^has_journal", "-E", "nodiscard", str(image))
+        assert done.returncode == 0, done.stderr
+        done = _run("mount", "-o", "loop,errors=continue", str(image), str(mount))
+        if done.returncode != 0:
+            pytest.skip(f"SKIPPED LOUDLY: cannot loop-mount an image: {done.stderr.strip()}")
+        try:
+            yield FailingDisk(mount=mount, backing=backing)
+        finally:
+            with contextlib.suppress(OSError):
+                FILE_SYSTEMS.release(mount)
+            # Dirty pages that cannot be written must not keep the mount busy.
+            (backing / "filler").unlink(missing_ok=True)
+            subprocess.run(["umount", str(mount)], check=True)
+    finally:
+        subprocess.run(["umount", str(backing)], check=True)
