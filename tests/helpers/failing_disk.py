@@ -31,9 +31,13 @@ IMAGE_SIZE = 64 * 1024 * 1024  # sparse: larger than its backing, so writes can 
 class FailingDisk:
     mount: Path  # the ext4 file system
     backing: Path  # the tmpfs holding its image
+    image: Path
 
     def fail_writes(self) -> None:
-        """Fill the backing tmpfs: from now on writeback to ``mount`` fails."""
+        """Fill the backing tmpfs: from now on writeback to ``mount`` fails wherever it
+        needs a part of the image not written before (a block written before, the
+        tmpfs already holds: rewriting it still works). New data usually goes to fresh
+        blocks, but not always: a test must not expect the very next sync to fail."""
         filler = self.backing / "filler"
         chunk = b"\0" * (1 << 20)
         with open(filler, "ab") as f:
@@ -48,9 +52,30 @@ class FailingDisk:
     def heal(self) -> None:
         (self.backing / "filler").unlink(missing_ok=True)
 
+    def remount(self) -> None:
+        """Heal, unmount and mount again: the page cache of the file system is dropped,
+        so what is read from now on is what reached the image, as after a power cut.
+        Nothing may be using the file system."""
+        self.heal()
+        with contextlib.suppress(OSError):
+            FILE_SYSTEMS.release(self.mount)
+        subprocess.run(["umount", str(self.mount)], check=True)
+        _mount_image(self.image, self.mount)
+
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(argv), capture_output=True, text=True)
+
+
+def _mount_image(image: Path, mount: Path) -> None:
+    """Loop-mount ``image`` at ``mount``.
+
+    Raises:
+        OSError: the loop device could not be set up (the message is mount's).
+    """
+    done = _run("mount", "-o", "loop,errors=continue", str(image), str(mount))
+    if done.returncode != 0:
+        raise OSError(f"cannot loop-mount {image}: {done.stderr.strip()}")
 
 
 def failing_disk(base: Path) -> Iterator[FailingDisk]:
@@ -74,11 +99,12 @@ def failing_disk(base: Path) -> Iterator[FailingDisk]:
         # descriptor), instead of aborting the journal, which every later call would see.
         done = _run(mkfs, "-q", "-F", "-O", "^has_journal", "-E", "nodiscard", str(image))
         assert done.returncode == 0, done.stderr
-        done = _run("mount", "-o", "loop,errors=continue", str(image), str(mount))
-        if done.returncode != 0:
-            pytest.skip(f"SKIPPED LOUDLY: cannot loop-mount an image: {done.stderr.strip()}")
         try:
-            yield FailingDisk(mount=mount, backing=backing)
+            _mount_image(image, mount)
+        except OSError as exc:
+            pytest.skip(f"SKIPPED LOUDLY: {exc}")
+        try:
+            yield FailingDisk(mount=mount, backing=backing, image=image)
         finally:
             with contextlib.suppress(OSError):
                 FILE_SYSTEMS.release(mount)

@@ -16,6 +16,8 @@ is tested is what postguard does with the error).
   every message exactly once, byte for byte.
 * **A spilled body file.** A failed fsync of one large message's body file refuses that
   message (451) and leaves no file; the queue's log is untouched and the server goes on.
+* **A disk that really loses pages** (``helpers.failing_disk``, no shim): the same
+  stop with status 74 when the kernel itself fails the log's writeback.
 """
 
 from __future__ import annotations
@@ -35,13 +37,15 @@ from pathlib import Path
 
 import pytest
 
+from helpers.failing_disk import FailingDisk, failing_disk
 from helpers.failsync import FailSync, build_failsync
-from helpers.servers import ServerInfo, SubprocessServer
+from helpers.servers import ServerInfo, SubprocessServer, start_subprocess
 
 EX_IOERR = 74
 EXIT_TIMEOUT_SECONDS = 30.0
 DELIVERY_TIMEOUT_SECONDS = 30.0
 POLL_SECONDS = 0.05
+LOST_WRITE_ATTEMPTS = 50
 MESSAGE_ID = re.compile(rb"^Message-ID: <([^>]+)>", re.MULTILINE)
 
 
@@ -319,3 +323,59 @@ def test_a_data_directory_that_cannot_be_created_is_named(tmp_path: Path) -> Non
     done = run_postguard("serve", "--data-dir", str(blocker / "data"))
     assert done.returncode == 73, done.stderr  # EX_CANTCREAT
     assert done.stderr.strip() == f"postguard: {blocker / 'data'}: Not a directory"
+
+
+@pytest.fixture
+def real_disk(traversable_dir: Path) -> Iterator[FailingDisk]:
+    yield from failing_disk(traversable_dir / "disk")
+
+
+def test_a_disk_that_really_loses_writes_stops_the_server_and_loses_nothing(
+    real_disk: FailingDisk,
+) -> None:
+    # No shim: the data directory is on ext4 over a loop device whose backing tmpfs is
+    # then filled, so the kernel itself fails the writeback of new blocks. Before the
+    # restart the file system is mounted again, which drops its page cache: what the
+    # restarted server finds is what reached the image, as after a power cut.
+    data_dir = real_disk.mount / "data"
+    config = '[queue]\nmin_free_disk = "1MiB"\nscan_interval = "100ms"\n'
+    srv = start_subprocess(data_dir, config)
+    acknowledged = ["before@real.test"]
+    unacknowledged: list[str] = []
+    try:
+        assert send(srv, acknowledged[0]) == 250
+        wait_until(lambda: not srv.spooled(), DELIVERY_TIMEOUT_SECONDS, "the first delivery")
+
+        real_disk.fail_writes()
+        # Writes that land on blocks the image already held still succeed, so a few
+        # messages may be acknowledged (truly durable) before one hits a lost block.
+        for n in range(LOST_WRITE_ATTEMPTS):
+            message_id = f"during{n}@real.test"
+            reply = send(srv, message_id)
+            if reply != 250:
+                assert reply in (451, 421, 0), reply
+                unacknowledged.append(message_id)
+                break
+            acknowledged.append(message_id)
+        assert unacknowledged, f"{LOST_WRITE_ATTEMPTS} messages and no write was lost"
+        assert srv.proc is not None
+        status = srv.proc.wait(timeout=EXIT_TIMEOUT_SECONDS)
+        log = srv.stderr()
+        assert status == EX_IOERR, log[-3000:]
+        assert "queue.store_failed" in log
+        assert "Traceback" not in log, log[-3000:]
+    finally:
+        srv.stop()
+
+    real_disk.remount()
+    again = start_subprocess(data_dir, config)
+    try:
+        assert send(again, "after@real.test") == 250
+        acknowledged.append("after@real.test")
+        wait_until(lambda: not again.spooled(), DELIVERY_TIMEOUT_SECONDS, "an empty queue")
+        found = delivered_ids(again)
+        assert all(found[mid] == 1 for mid in acknowledged), (acknowledged, found)
+        assert set(found) <= {*acknowledged, *unacknowledged}, found
+        assert all(found[mid] <= 1 for mid in unacknowledged), found
+    finally:
+        again.stop()
