@@ -1,8 +1,17 @@
-"""A real file system whose writeback fails on demand: ext4 on a loop device whose backing
-file lives on a small tmpfs. Filling the tmpfs makes every later block write of the loop
-device fail, so the kernel records writeback errors exactly as for a dying disk (the
-errseq counters that fsync(2) and syncfs(2) report from), with no fault injection in
+"""Real file systems that fail like disks, on loop devices, with no fault injection in
 the program under test.
+
+* :func:`failing_disk`: ext4 whose writeback fails on demand. Its image lives on a small
+  tmpfs; filling the tmpfs makes later writes of new blocks fail, so the kernel records
+  writeback errors exactly as for a dying disk (the errseq counters that fsync(2) and
+  syncfs(2) report from).
+* :func:`power_cut_disk`: ext4 (with its journal) that can lose power. The loop device
+  writes into the image file as the disk would receive the writes; a power cut copies the
+  image as it is at that moment (what the page cache still holds dirty is not in it) and
+  mounts the copy in place of the file system: what a server finds after restarting is
+  what had reached the disk. Pages are written back on their own only after 30 s
+  (``vm.dirty_expire_centisecs``), so within a test what reached the disk is what was
+  flushed.
 
 Needs root, a loop device and mkfs.ext4 (e2fsprogs; CI installs it). Where the loop
 device cannot be set up (a container without /dev/loop*), the tests skip loudly.
@@ -15,6 +24,7 @@ import errno
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +33,9 @@ import pytest
 
 from postguard.queue.fsync import FILE_SYSTEMS
 
+UMOUNT_ATTEMPTS = 50
+UMOUNT_RETRY_SECONDS = 0.1
+POWER_CUT_IMAGE_SIZE = 512 * 1024 * 1024  # sparse; above the default min_free_disk
 BACKING_SIZE = "16m"  # the tmpfs holding the image: the most the image can ever use
 IMAGE_SIZE = 64 * 1024 * 1024  # sparse: larger than its backing, so writes can fail
 
@@ -113,3 +126,57 @@ def failing_disk(base: Path) -> Iterator[FailingDisk]:
             subprocess.run(["umount", str(mount)], check=True)
     finally:
         subprocess.run(["umount", str(backing)], check=True)
+
+
+@dataclass
+class PowerCutDisk:
+    mount: Path
+    image: Path
+
+    def power_cut(self) -> None:
+        """Keep only what reached the disk (module docstring). Every process using the
+        file system must have been killed already."""
+        snapshot = self.image.with_name(self.image.name + ".cut")
+        subprocess.run(["cp", "--sparse=always", str(self.image), str(snapshot)], check=True)
+        with contextlib.suppress(OSError):
+            FILE_SYSTEMS.release(self.mount)
+        _unmount(self.mount)
+        os.replace(snapshot, self.image)
+        _mount_image(self.image, self.mount)  # replays the journal, as after a reboot
+
+
+def _unmount(mount: Path) -> None:
+    """umount, waiting briefly for a killed process's descriptors to be closed."""
+    for _ in range(UMOUNT_ATTEMPTS):
+        done = _run("umount", str(mount))
+        if done.returncode == 0:
+            return
+        time.sleep(UMOUNT_RETRY_SECONDS)
+    raise AssertionError(f"cannot unmount {mount}: {done.stderr.strip()}")
+
+
+def power_cut_disk(base: Path, *, size: int = POWER_CUT_IMAGE_SIZE) -> Iterator[PowerCutDisk]:
+    """Mount a journaled ext4 at ``base / "ext4"`` (its image beside it, sparse) for the
+    duration of the generator; see :class:`PowerCutDisk`."""
+    if os.geteuid() != 0:
+        pytest.skip("SKIPPED LOUDLY: a loop-mounted file system needs root (CI runs as root)")
+    mkfs = shutil.which("mkfs.ext4")
+    if mkfs is None:
+        pytest.skip("SKIPPED LOUDLY: mkfs.ext4 is missing (apt-get install e2fsprogs)")
+    base.mkdir(parents=True, exist_ok=True)
+    image, mount = base / "ext4.img", base / "ext4"
+    mount.mkdir()
+    with open(image, "wb") as f:
+        f.truncate(size)
+    done = _run(mkfs, "-q", "-F", "-E", "nodiscard,lazy_itable_init=0", str(image))
+    assert done.returncode == 0, done.stderr
+    try:
+        _mount_image(image, mount)
+    except OSError as exc:
+        pytest.skip(f"SKIPPED LOUDLY: {exc}")
+    try:
+        yield PowerCutDisk(mount=mount, image=image)
+    finally:
+        with contextlib.suppress(OSError):
+            FILE_SYSTEMS.release(mount)
+        _unmount(mount)
