@@ -319,6 +319,62 @@ def test_without_the_redelivery_flag_a_copy_moved_to_cur_gets_a_second_copy(
     assert len(list((maildir / "cur").iterdir())) == 1
 
 
+# After a power cut the name of a copy can be on disk without its data: empty, cut
+# short, or of the right size but zeros (ext4's unwritten extents).
+DAMAGE = {
+    "empty": lambda whole: b"",
+    "short": lambda whole: whole[: len(whole) // 2],
+    "zeros": lambda whole: bytes(len(whole)),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+@pytest.mark.parametrize("batch", [1, maildir_module.SYNCFS_MIN_BATCH], ids=["fsync", "syncfs"])
+def test_a_damaged_earlier_copy_in_new_is_replaced_by_a_whole_one(
+    agent: MaildirAgent, tmp_path: Path, damage: str, batch: int
+) -> None:
+    items = [keyed(f"Q{n}", redelivery=True) for n in range(batch)]
+    maildir = maildir_of(tmp_path)
+    ensure_maildir(maildir)
+    damaged = maildir / "new" / keyed_name(items[0])
+    damaged.write_bytes(DAMAGE[damage](stored_copy(items[0])))
+
+    assert agent.deliver_batch(items) == [{MAILBOX: Delivered()}] * batch
+
+    assert damaged.read_bytes() == stored_copy(items[0])
+    assert len(list((maildir / "new").iterdir())) == batch
+    assert list((maildir / "tmp").iterdir()) == []
+
+
+def test_a_damaged_copy_in_cur_stays_and_a_whole_one_goes_to_new(
+    agent: MaildirAgent, tmp_path: Path
+) -> None:
+    # A mail client may hold the damaged one open: it is not touched.
+    item = keyed("Q1", redelivery=True)
+    maildir = maildir_of(tmp_path)
+    ensure_maildir(maildir)
+    seen = maildir / "cur" / f"{keyed_name(item)}:2,S"
+    seen.write_bytes(b"")
+
+    assert agent.deliver_batch([item]) == [{MAILBOX: Delivered()}]
+
+    assert seen.read_bytes() == b""
+    assert (maildir / "new" / keyed_name(item)).read_bytes() == stored_copy(item)
+
+
+def test_a_damaged_earlier_copy_in_a_full_mailbox_is_replaced_not_552(tmp_path: Path) -> None:
+    agent = MaildirAgent(tmp_path / "mail", quota=600)
+    assert agent.deliver_batch([sized("A", 300), sized("B", 300)]) == [{MAILBOX: Delivered()}] * 2
+    [copy_a] = (maildir_of(tmp_path) / "new").glob("*.QA.*")
+    copy_a.write_bytes(b"")  # its name still counts 300 octets against the quota
+
+    assert agent.deliver_batch([sized("A", 300)]) == [{MAILBOX: Delivered()}]
+
+    assert copy_a.read_bytes() == stored_copy(sized("A", 300))
+    over = agent.deliver_batch([sized("C", 300)])[0][MAILBOX]
+    assert isinstance(over, PermanentFailure), over
+
+
 BAD_KEYS = ["../x", "a/b", "", "a:b", "a.b", "x" * (maildir_module.MAX_KEY_CHARS + 1)]
 
 

@@ -59,6 +59,7 @@ import pytest
 
 from helpers.dialogue import Dialogue
 from helpers.failing_disk import PowerCutDisk, power_cut_disk
+from helpers.lmtp_sink import LmtpSink
 from helpers.servers import ServerInfo, SubprocessServer, start_in_process, start_subprocess
 from helpers.tmpfs import Tmpfs, mount_tmpfs
 
@@ -67,8 +68,8 @@ MESSAGES_PER_CONNECTION = 5
 ACKS_BEFORE_KILL = 40
 KILL_ROUNDS = 3
 POWER_CUT_ROUNDS = 3
-LARGE_EVERY = 7  # every 7th message is larger than the spool's in-memory threshold
-LARGE_BODY_OCTETS = 150 * 1024
+LARGE_EVERY = 7  # each sender's 1st, 8th, ... message is large enough for a body file
+LARGE_BODY_OCTETS = 300 * 1024  # spilled to queue/bodies/ (INLINE_BODY_MAX_OCTETS)
 ACKS_TIMEOUT_SECONDS = 90.0
 DELIVERY_TIMEOUT_SECONDS = 90.0
 SENDERS_EXIT_TIMEOUT_SECONDS = 30.0
@@ -168,6 +169,7 @@ class LoadRound:
     round_no: int
     acked: list[str] = field(default_factory=list)
     queued: dict[str, str] = field(default_factory=dict)  # Message-ID -> queue ID, from the 250
+    sizes: dict[str, int] = field(default_factory=dict)  # Message-ID -> message_body size
     in_doubt: set[str] = field(default_factory=set)  # DATA sent, no reply seen
     refused: list[str] = field(default_factory=list)  # non-250 replies before the kill
     errors: list[str] = field(default_factory=list)  # exceptions before the kill
@@ -188,8 +190,9 @@ class LoadRound:
                 for _ in range(MESSAGES_PER_CONNECTION):
                     counter += 1
                     message_id = f"r{self.round_no}.s{sender_no}.n{counter}@durability.test"
-                    size = LARGE_BODY_OCTETS if counter % LARGE_EVERY == 0 else 2048
+                    size = LARGE_BODY_OCTETS if counter % LARGE_EVERY == 1 else 2048
                     self.in_doubt.add(message_id)
+                    self.sizes[message_id] = size
                     reply = await dlg.send_message(message_body(message_id, size))
                     if reply[-1].startswith("250 "):
                         self.in_doubt.discard(message_id)
@@ -293,10 +296,10 @@ def power_disk(traversable_dir: Path) -> Iterator[PowerCutDisk]:
     yield from power_cut_disk(traversable_dir / "disk")
 
 
-def queued_ids(server: SubprocessServer) -> set[str]:
-    """Queue IDs in the server's queue, read with ``postguard queue list --json``."""
+def queue_command(server: SubprocessServer, *args: str) -> str:
+    """Run ``postguard queue ARGS`` against the server's configuration; its output."""
     assert server.config_path is not None
-    command = ["queue", "list", "--json", "--config", str(server.config_path)]
+    command = ["queue", *args, "--config", str(server.config_path)]
     done = subprocess.run(
         [sys.executable, "-m", "postguard", *command],
         capture_output=True,
@@ -304,7 +307,12 @@ def queued_ids(server: SubprocessServer) -> set[str]:
         timeout=60,
         check=True,
     )
-    return {m["queue_id"] for m in json.loads(done.stdout)}
+    return done.stdout
+
+
+def queued_ids(server: SubprocessServer) -> set[str]:
+    """Queue IDs in the server's queue, read with ``postguard queue list --json``."""
+    return {m["queue_id"] for m in json.loads(queue_command(server, "list", "--json"))}
 
 
 # "held": every delivery is refused (LMTP to a closed port), so acknowledged mail must
@@ -337,8 +345,10 @@ async def test_every_acknowledged_message_survives_a_power_cut(
     server = start_subprocess(data_dir, extra)
     os.sync()  # the configuration file too: the cuts come later, under load
     acked: dict[str, str] = {}
+    sizes: dict[str, int] = {}
     in_doubt: set[str] = set()
     report: list[str] = []
+    sinks: list[LmtpSink] = []
     try:
         for round_no in range(1, POWER_CUT_ROUNDS + 1):
             load = LoadRound(server, round_no)
@@ -346,6 +356,7 @@ async def test_every_acknowledged_message_survives_a_power_cut(
             assert not load.errors, load.errors
             assert not load.refused, load.refused
             acked |= load.queued
+            sizes |= load.sizes
             in_doubt |= load.in_doubt
             await asyncio.to_thread(power_disk.power_cut)
 
@@ -363,7 +374,20 @@ async def test_every_acknowledged_message_survives_a_power_cut(
                 f"power cut {round_no}: {len(load.acked)} acknowledged, "
                 f"{len(load.in_doubt)} in doubt, recovered {recovered_counts(server)[-1]}"
             )
-        if delivery == "maildir":
+        if delivery == "held":
+            # Now the LMTP port answers: everything queued is delivered, and each
+            # acknowledged message must arrive once, whole (body files included).
+            sinks.append(LmtpSink(listening=closed))
+            await asyncio.to_thread(queue_command, server, "retry", "--all")
+            left = await wait_until_spool_is_empty(server)
+            assert not left, f"queue not drained into LMTP: {left}"
+            arrived = collections.Counter(sinks[0].stored)
+            assert all(arrived[mid] == 1 for mid in acked), sorted(set(acked) - set(arrived))
+            for content in sinks[0].contents:
+                [mid] = (m.decode() for m in MESSAGE_ID.findall(content))
+                if mid in acked:
+                    assert content.endswith(message_body(mid, sizes[mid])), mid
+        else:
             left = await wait_until_spool_is_empty(server)
             assert not left, f"spool not drained after delivery: {left}"
             found = delivered_ids(server)
@@ -375,6 +399,8 @@ async def test_every_acknowledged_message_survives_a_power_cut(
         assert server.stop() == 0
     finally:
         server.stop()
+        for sink in sinks:
+            sink.close()
         closed.close()
 
 

@@ -14,13 +14,13 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from helpers.dialogue import Dialogue
+from helpers.lmtp_sink import LmtpSink
 
 
 async def test_serve_subprocess_accepts_and_delivers(subprocess_factory) -> None:
@@ -126,71 +126,6 @@ def test_the_spawner_ignores_a_signal_sent_to_every_process(subprocess_factory) 
     assert "server.worker_died" not in srv.stderr()
 
 
-class StallingLmtp:
-    """A minimal LMTP server (RFC 2033) that holds every connection before its greeting
-    until `release` is set, then accepts everything; it records each Message-ID stored.
-
-    Deliveries to it stay in flight (their recipients leased) as long as the test wants.
-    """
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.stored: list[str] = []
-        self.connections = 0
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn, conn.makefile("rb") as rfile:
-            self.release.wait(60)
-            send = conn.sendall
-            try:
-                send(b"220 stalling LMTP\r\n")
-                rcpts = 0
-                while line := rfile.readline():
-                    verb = line[:4].upper()
-                    if verb == b"LHLO":
-                        send(b"250-stall.test\r\n250 PIPELINING\r\n")
-                    elif verb == b"MAIL":
-                        rcpts = 0
-                        send(b"250 OK\r\n")
-                    elif verb == b"RCPT":
-                        rcpts += 1
-                        send(b"250 OK\r\n")
-                    elif verb == b"DATA":
-                        send(b"354 go\r\n")
-                        content = b""
-                        while (chunk := rfile.readline()) not in (b".\r\n", b""):
-                            content += chunk
-                        found = re.search(rb"Message-ID: <([^>]+)>", content)
-                        if found:
-                            self.stored.append(found.group(1).decode())
-                        send(b"250 stored\r\n" * rcpts)
-                    elif verb == b"QUIT":
-                        send(b"221 bye\r\n")
-                        return
-                    else:
-                        send(b"250 OK\r\n")
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self._closed = True
-        self.release.set()
-        self._sock.close()
-
-
 def _leases(data_dir: Path) -> dict[str, str | None]:
     """Queue ID → lease owner of every recipient still queued (read-only, like the CLI)."""
     db = data_dir / "queue" / "queue.db"
@@ -199,7 +134,7 @@ def _leases(data_dir: Path) -> dict[str, str | None]:
 
 
 async def test_a_dead_workers_leased_mail_goes_to_the_others(subprocess_factory) -> None:
-    lmtp = StallingLmtp()
+    lmtp = LmtpSink(held=True)
     try:
         srv = subprocess_factory(
             server_toml="workers = 2",

@@ -19,6 +19,13 @@ Maildir delivery did, not by ``rename(2)``: rename silently replaces an existing
 file, link fails with EEXIST. EEXIST means an earlier attempt stored this copy:
 it counts as Delivered, is made durable like a fresh copy (fsync'd, or covered
 by the batch's syncfs), and its size is not counted against the quota again.
+But only if it holds the copy octet for octet: after a power cut (or an OS crash)
+the name can be on disk without the data (a journal commit for another file
+carried the link, the data of a batch waiting for its syncfs did not), leaving
+an empty or short file. Such a damaged copy is replaced by a whole one
+(``rename(2)`` over it); found in ``cur/``, it is left there for the mail client
+that may hold it, and a whole copy goes into ``new/``. The comparison reads the
+earlier copy, which only a repeated delivery pays for.
 An IMAP server moves ``new/X`` to ``cur/X:2,<flags>`` once a client has seen it,
 so when the item says ``redelivery`` (a lease recovered after a crash), ``cur/``
 is scanned for the name first. Without the flag it is not (a scan costs a
@@ -251,14 +258,21 @@ class MaildirAgent:
             return PermanentFailure(_R550_BAD_MAILBOX, str(exc))
         tmp = path / "tmp" / self._unique_name(len(content))
         try:
-            if name is not None:
-                earlier = _find_in_cur(path / "cur", name) if redelivery else None
+            if name is not None and redelivery:
+                earlier = _find_in_cur(path / "cur", name)
                 if earlier is not None:
-                    return _sync_copy(earlier, mailbox, fsync=fsync)
+                    found = _sync_copy(earlier, mailbox, content, fsync=fsync)
+                    if found is not None:
+                        return found
+                    # Damaged (module docstring): a mail client may have it open, so it
+                    # stays in cur/, and a whole copy is stored in new/ beside it.
             if self.quota and self._usage_of(path) + len(content) > self.quota:
-                if name is not None and os.path.lexists(path / "new" / name):
-                    return _earlier_copy(path, name, mailbox, fsync=fsync)
-                return PermanentFailure(_R552_MAILBOX_FULL, f"{mailbox}: over its quota")
+                if name is None or not os.path.lexists(path / "new" / name):
+                    return PermanentFailure(_R552_MAILBOX_FULL, f"{mailbox}: over its quota")
+                found = _sync_copy(path / "new" / name, mailbox, content, fsync=fsync)
+                if found is not None:
+                    return found
+                # A damaged earlier copy: replaced below; its size is counted already.
             if path not in self._ready:
                 ensure_maildir(path)
                 # Before the first copy is written: a later syncfs of this file system
@@ -282,7 +296,11 @@ class MaildirAgent:
                 try:
                     os.link(tmp, final)  # unlike rename(2), never replaces an earlier copy
                 except FileExistsError:
-                    return _earlier_copy(path, name, mailbox, fsync=fsync)
+                    found = _earlier_copy(path, name, mailbox, content, fsync=fsync)
+                    if found is not None:
+                        return found
+                    os.rename(tmp, final)  # replaces the damaged copy with a whole one
+                    return final  # its name, and so its size, was counted already
                 finally:
                     # A tmp/ file left by a failed unlink is harmless: Maildir readers
                     # delete tmp/ files older than 36 hours.
@@ -353,34 +371,42 @@ def _find_in_cur(cur: Path, name: str) -> Path | None:
     return None
 
 
-def _earlier_copy(maildir: Path, name: str, mailbox: str, *, fsync: bool) -> Path | Outcome:
+def _earlier_copy(
+    maildir: Path, name: str, mailbox: str, expected: bytes, *, fsync: bool
+) -> Path | Outcome | None:
     """The copy an earlier attempt stored as ``new/<name>`` (or ``cur/`` if an IMAP
-    server has moved it on since we looked), synced by :func:`_sync_copy`.
+    server has moved it on since we looked), checked and synced by :func:`_sync_copy`;
+    None if it is damaged (the caller stores a whole one in new/).
 
     Raises:
         OSError: as :func:`_sync_copy`; FileNotFoundError if it is in neither.
     """
     try:
-        return _sync_copy(maildir / "new" / name, mailbox, fsync=fsync)
+        return _sync_copy(maildir / "new" / name, mailbox, expected, fsync=fsync)
     except FileNotFoundError:
         moved = _find_in_cur(maildir / "cur", name)
         if moved is None:
             raise
-        return _sync_copy(moved, mailbox, fsync=fsync)
+        return _sync_copy(moved, mailbox, expected, fsync=fsync)
 
 
-def _sync_copy(path: Path, mailbox: str, *, fsync: bool) -> Path | Outcome:
-    """A copy an earlier attempt stored at ``path``, fsync'd if asked as a fresh copy is.
+def _sync_copy(path: Path, mailbox: str, expected: bytes, *, fsync: bool) -> Path | Outcome | None:
+    """A copy an earlier attempt stored at ``path``, fsync'd if asked as a fresh copy is,
+    or None if it does not hold ``expected`` octet for octet (module docstring: after a
+    power cut its name can be on disk without its data).
 
     Raises:
-        OSError: it cannot be opened (a symbolic link among them) or fsync'd.
+        OSError: it cannot be opened (a symbolic link among them), read or fsync'd.
     """
     # SECURITY: the Maildir may be writable by its user: never follow a symbolic link
     # out of it, never block opening a FIFO, and count only a regular file as the copy.
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             return TemporaryFailure(_R451_LOCAL, f"{mailbox}: {path} is not a regular file")
+        if info.st_size != len(expected) or _read_all(fd, len(expected) + 1) != expected:
+            return None
         if fsync:
             try:
                 os.fsync(fd)
@@ -392,6 +418,16 @@ def _sync_copy(path: Path, mailbox: str, *, fsync: bool) -> Path | Outcome:
     finally:
         os.close(fd)
     return path
+
+
+def _read_all(fd: int, limit: int) -> bytes:
+    """Up to ``limit`` octets of ``fd`` from its start."""
+    chunks: list[bytes] = []
+    left = limit
+    while left > 0 and (chunk := os.pread(fd, min(left, 1 << 20), limit - left)):
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 def _size_from_name(name: str) -> int | None:
