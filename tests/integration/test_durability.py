@@ -329,9 +329,13 @@ first_retry = "1h"
 """
 
 
-@pytest.mark.parametrize("delivery", ["maildir", "held"])
+@pytest.mark.parametrize(
+    ("delivery", "workers"),
+    [("maildir", 1), ("held", 1), ("maildir", 2)],
+    ids=["maildir", "held", "maildir-2-workers"],
+)
 async def test_every_acknowledged_message_survives_a_power_cut(
-    power_disk: PowerCutDisk, record_property: pytest.RecordProperty, delivery: str
+    power_disk: PowerCutDisk, record_property: pytest.RecordProperty, delivery: str, workers: int
 ) -> None:
     """SIGKILL keeps the page cache; a power cut does not. Here the data directory is a
     journaled ext4 on a loop device, and after the kill only what had reached the
@@ -342,7 +346,7 @@ async def test_every_acknowledged_message_survives_a_power_cut(
     closed.bind(("127.0.0.1", 0))
     extra = HELD_TOML.format(port=closed.getsockname()[1]) if delivery == "held" else ""
     data_dir = power_disk.mount  # config and data on the disk; the server's log beside it
-    server = start_subprocess(data_dir, extra)
+    server = start_subprocess(data_dir, extra, server_toml=f"workers = {workers}")
     os.sync()  # the configuration file too: the cuts come later, under load
     acked: dict[str, str] = {}
     sizes: dict[str, int] = {}
