@@ -264,11 +264,13 @@ def start_subprocess(
                 host = match.group(3).removeprefix("[").removesuffix("]")
                 srv.addresses.setdefault(match.group(1), []).append((host, int(match.group(4))))
             if line.startswith("postguard: ready"):
+                said_ready.set()
                 ready.set()
-        ready.set()
+        ready.set()  # end of output: the process is gone (poll() may not know it yet)
 
+    said_ready = threading.Event()
     threading.Thread(target=pump, daemon=True).start()
-    if not ready.wait(READY_TIMEOUT_SECONDS) or proc.poll() is not None:
+    if not ready.wait(READY_TIMEOUT_SECONDS) or not said_ready.is_set() or proc.poll() is not None:
         srv.stop()
         raise RuntimeError(f"postguard did not start: {stderr_path.read_text()[-2000:]}")
     return srv

@@ -22,6 +22,7 @@ from ..config.schema import Config
 from ..observability import logging as pg_logging
 from ..observability.events import ServerEvent
 from ..observability.logging import log_event
+from ..queue.fsync import make_directories
 from ..queue.store.base import StoreUnavailable
 from ..server.app import MailServer
 from ..server.privileges import PrivilegeError, drop_privileges
@@ -55,7 +56,7 @@ def load(args: argparse.Namespace) -> Config:
         return load_config(args.config, data_dir_override=data_dir)
     data_dir = data_dir or DEFAULT_DATA_DIR.absolute()
     config = default_config(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_directories(data_dir)
     sample = data_dir / "postguard.toml"
     if not sample.exists():
         sample.write_text(render_sample(config), encoding="utf-8")

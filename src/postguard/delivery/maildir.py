@@ -59,7 +59,13 @@ import time
 from pathlib import Path
 
 from ..protocol.replies import Reply
-from ..queue.fsync import HAS_SYNCFS, fsync_directory, sync_file_system, watch_file_system
+from ..queue.fsync import (
+    HAS_SYNCFS,
+    fsync_directory,
+    make_directories,
+    sync_file_system,
+    watch_file_system,
+)
 from .base import (
     Delivered,
     DeliveryItem,
@@ -102,9 +108,10 @@ def maildir_path(root: Path, mailbox: str) -> Path:
 
 
 def ensure_maildir(path: Path) -> None:
-    """Create tmp/, new/ and cur/ if missing."""
+    """Create tmp/, new/ and cur/ (and the Maildir itself) if missing, durably: a copy
+    made durable in new/ must not vanish with a directory entry that was not."""
     for sub in ("tmp", "new", "cur"):
-        (path / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_directories(path / sub)
 
 
 def _sync_file_systems(directories: list[Path]) -> dict[Path, OSError]:

@@ -22,7 +22,7 @@ import os
 from concurrent.futures import Executor
 from pathlib import Path
 
-from .fsync import GroupDirSync
+from .fsync import GroupDirSync, make_directories
 
 INLINE_BODY_MAX_OCTETS = 256 * 1024  # bigger bodies go to files: keeps the WAL small
 
@@ -102,7 +102,7 @@ class BodyFiles:
 
     def __init__(self, directory: Path, executor: Executor | None = None) -> None:
         self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_directories(directory)
         self._executor = executor
         self._dirsync = GroupDirSync(directory, executor)
 

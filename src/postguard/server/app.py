@@ -40,7 +40,7 @@ from ..policy.submission import ListenerRules
 from ..protocol.grammar import GrammarError, parse_mailbox
 from ..protocol.options import ServerOptions
 from ..queue.bodies import BodyFiles
-from ..queue.fsync import write_file_durably
+from ..queue.fsync import make_directories, write_file_durably
 from ..queue.manager import ManagerSettings, QueueManager
 from ..queue.schedule import RetrySchedule
 from ..queue.store.sqlite import SqliteQueueStore
@@ -136,7 +136,7 @@ class MailServer:
         Raises:
             OSError: an address could not be bound; the message names it.
         """
-        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_directories(self.data_dir)
         config = self.config
         queue_dir = self.data_dir / "queue"
         self.store = SqliteQueueStore(queue_dir, group_commit=config.queue.group_commit)

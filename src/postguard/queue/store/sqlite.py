@@ -63,7 +63,7 @@ from typing import Any, TypeVar
 
 from ...observability.events import QueueEvent
 from ...observability.logging import log_event
-from ..fsync import sync_file_system, watch_file_system
+from ..fsync import make_directories, sync_file_system, watch_file_system
 from .base import (
     CLAIM_MAX_OCTETS,
     Claim,
@@ -503,7 +503,7 @@ class SqliteQueueStore:
         """
         self.path = directory / "queue.db"
         try:
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            make_directories(directory)
             # Before anything is written: a syncfs that stands for the log's fdatasync
             # must see every writeback error from here on (fsync.FileSystemHandles).
             watch_file_system(directory)
