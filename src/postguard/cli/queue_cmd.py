@@ -1,6 +1,6 @@
 """``postguard queue``: see and steer what is waiting, against the live store, safely.
 
-    postguard queue list [--json]
+    postguard queue list [--json] [--limit N]
     postguard queue show ID [--json]
     postguard queue retry ID | --all
     postguard queue hold ID
@@ -34,6 +34,18 @@ from .common import add_location_arguments, describe_error, resolve_config
 from .main import EX_CONFIG, EX_IOERR, EX_OK
 
 EX_NOUSER = 67  # sysexits: "addressee unknown"; here: no such queue ID
+DEFAULT_LIST_LIMIT = 1000
+
+
+def _limit(text: str) -> int:
+    """``--limit``: a count, 0 for no limit."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 (all) or a positive count, not {text!r}")
+    return value
 
 
 def add_parser(sub: Any) -> None:
@@ -44,6 +56,14 @@ def add_parser(sub: Any) -> None:
         p = actions.add_parser(name, help=help_text)
         add_location_arguments(p)
         p.add_argument("--json", action="store_true", help="machine-readable output")
+        if name == "list":
+            p.add_argument(
+                "--limit",
+                type=_limit,
+                default=DEFAULT_LIST_LIMIT,
+                metavar="N",
+                help=f"at most N messages, the oldest first (default {DEFAULT_LIST_LIMIT}; 0: all)",
+            )
         p.set_defaults(run=run)
     show = actions.add_parser("show", help="one message: envelope, recipients, replies")
     add_location_arguments(show)
@@ -106,7 +126,10 @@ async def _run(args: argparse.Namespace, store: SqliteQueueStore) -> int:
     try:
         action = args.queue_action
         if action == "list":
-            _print_list(await store.list_messages(), args.json)
+            limit = args.limit or sys.maxsize
+            messages = await store.list_messages(limit)
+            left_out = (await store.stats()).messages - len(messages) if args.limit else 0
+            _print_list(messages, args.json, left_out=max(0, left_out))
         elif action == "stats":
             _print_stats(await store.stats(), args.json)
         elif action == "show":
@@ -176,9 +199,12 @@ def _shown_state(m: MessageRow, r: Any) -> str:
     return "held" if m.held else str(r.state.value)
 
 
-def _print_list(messages: Any, as_json: bool) -> None:
+def _print_list(messages: Any, as_json: bool, *, left_out: int = 0) -> None:
+    more = f"{left_out} more (postguard queue list --limit 0 lists all)"
     if as_json:
         print(json.dumps([message_dict(m) for m in messages], indent=2))
+        if left_out:
+            print(f"postguard: listed {len(messages)} messages, {more}", file=sys.stderr)
         return
     if not messages:
         print("queue is empty")
@@ -198,6 +224,8 @@ def _print_list(messages: Any, as_json: bool) -> None:
             f"{m.queue_id:<17} {_iso(m.received_at):<20} {m.size:>8} {state:<10} "
             f"<{m.reverse_path}> → {rcpts}"
         )
+    if left_out:
+        print(f"... and {more}")
 
 
 def _print_show(m: MessageRow, as_json: bool) -> None:

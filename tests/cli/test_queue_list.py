@@ -1,0 +1,89 @@
+"""``postguard queue list`` on a queue longer than one listing: it says what it left out.
+
+A listing stops at ``--limit`` messages (default 1000, the oldest first); ``--limit 0``
+lists them all. A shortened text listing ends with a line giving the number left out; a
+shortened ``--json`` listing stays a JSON array and says so on standard error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from postguard.queue.store.base import NewMessage, NewRecipient
+from postguard.queue.store.sqlite import SqliteQueueStore
+
+QUEUED = 5
+
+
+def message(n: int) -> NewMessage:
+    body = f"Subject: {n}\r\n\r\nhello\r\n".encode()
+    return NewMessage(
+        queue_id=f"Q{n:04d}",
+        received_at=1_700_000_000.0 + n,
+        reverse_path="a@example.org",
+        recipients=(NewRecipient("b@localhost", "b@localhost", "maildir"),),
+        prepend=b"",
+        size=len(body),
+        envelope={},
+        body=body,
+    )
+
+
+def fill(data_dir: Path) -> None:
+    async def run() -> None:
+        store = SqliteQueueStore(data_dir / "queue")
+        try:
+            for n in range(QUEUED):
+                await store.commit(message(n))
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+def queue_list(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "postguard", "queue", "list", "--data-dir", str(data_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+
+def test_a_shortened_listing_says_how_many_it_left_out(tmp_path: Path) -> None:
+    fill(tmp_path)
+    text = queue_list(tmp_path, "--limit", "2").stdout.splitlines()
+    rows = [line for line in text if line.startswith("Q0")]
+    assert [row.split()[0] for row in rows] == ["Q0000", "Q0001"]  # the oldest first
+    assert text[-1] == "... and 3 more (postguard queue list --limit 0 lists all)"
+
+    shortened = queue_list(tmp_path, "--json", "--limit", "2")
+    assert [m["queue_id"] for m in json.loads(shortened.stdout)] == ["Q0000", "Q0001"]
+    assert "3 more" in shortened.stderr
+
+
+def test_limit_0_lists_everything_and_a_whole_listing_adds_nothing(tmp_path: Path) -> None:
+    fill(tmp_path)
+    everything = queue_list(tmp_path, "--json", "--limit", "0")
+    assert len(json.loads(everything.stdout)) == QUEUED
+    assert everything.stderr == ""
+    text = queue_list(tmp_path).stdout.splitlines()  # default limit: all five fit
+    assert len([line for line in text if line.startswith("Q0")]) == QUEUED
+    assert "more" not in text[-1]
+
+
+def test_a_negative_limit_is_refused_with_a_message(tmp_path: Path) -> None:
+    command = ["queue", "list", "--data-dir", str(tmp_path), "--limit", "-1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "postguard", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 64  # EX_USAGE, as for every command-line error
+    assert "--limit" in done.stderr and "Traceback" not in done.stderr
