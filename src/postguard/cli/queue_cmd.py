@@ -3,16 +3,17 @@
     postguard queue list [--json] [--limit N]
     postguard queue show ID [--json]
     postguard queue retry ID | --all
-    postguard queue hold ID
-    postguard queue release ID
-    postguard queue delete ID
+    postguard queue hold ID... | -
+    postguard queue release ID... | -
+    postguard queue delete ID... | -        ("-": the IDs from standard input)
     postguard queue stats [--json]
 
 Every action is one transaction on the same SQLite database the server uses
 (WAL mode lets both work at once); the server's queue manager picks changes up
-at its next scan. Exit status: 0 ok, 67 (EX_NOUSER) when the queue ID does not
-exist, 74 (EX_IOERR) when the queue database cannot be opened or a write to it
-fails (the message names the file), 78 configuration error.
+at its next scan. Exit status: 0 ok, 67 (EX_NOUSER) when a queue ID does not
+exist (the others given are still acted on), 74 (EX_IOERR) when the queue
+database cannot be opened or a write to it fails (the message names the file),
+78 configuration error.
 """
 
 from __future__ import annotations
@@ -83,7 +84,12 @@ def add_parser(sub: Any) -> None:
     ):
         p = actions.add_parser(name, help=help_text)
         add_location_arguments(p)
-        p.add_argument("queue_id")
+        p.add_argument(
+            "queue_ids",
+            nargs="+",
+            metavar="ID",
+            help='queue IDs, or "-" to read them from standard input (as postsuper does)',
+        )
         p.set_defaults(run=run)
 
 
@@ -112,6 +118,10 @@ def run(args: argparse.Namespace) -> int:
             _print_stats(QueueStats(0, {}, 0, None, 0), args.json)
         elif action == "retry" and args.all:
             print("0 recipient(s) scheduled for immediate retry")
+        elif action in ("hold", "release", "delete"):
+            for queue_id in _queue_ids(args.queue_ids):
+                _unknown(queue_id)
+            return EX_NOUSER
         else:
             return _unknown(args.queue_id)
         return EX_OK
@@ -148,12 +158,25 @@ async def _run(args: argparse.Namespace, store: SqliteQueueStore) -> int:
                 "release": store.release,
                 "delete": store.delete,
             }
-            if await operations[action](args.queue_id) == 0:
-                return _unknown(args.queue_id)
-            print(f"{args.queue_id}: {action} done")
+            status = EX_OK
+            for queue_id in _queue_ids(args.queue_ids):
+                if await operations[action](queue_id) == 0:
+                    status = _unknown(queue_id)
+                else:
+                    print(f"{queue_id}: {action} done")
+            return status
         return EX_OK
     finally:
         await store.close()
+
+
+def _queue_ids(given: list[str]) -> list[str]:
+    """The IDs given, with "-" replaced by those on standard input (whitespace-separated),
+    each once, in order."""
+    ids: list[str] = []
+    for item in given:
+        ids += sys.stdin.read().split() if item == "-" else [item]
+    return list(dict.fromkeys(ids))
 
 
 def _unknown(queue_id: str) -> int:

@@ -1,8 +1,12 @@
-"""``postguard queue list`` on a queue longer than one listing: it says what it left out.
+"""``postguard queue`` against a queue filled directly through the store (no server).
 
-A listing stops at ``--limit`` messages (default 1000, the oldest first); ``--limit 0``
-lists them all. A shortened text listing ends with a line giving the number left out; a
-shortened ``--json`` listing stays a JSON array and says so on standard error.
+* ``list`` on a queue longer than one listing says what it left out. A listing stops at
+  ``--limit`` messages (default 1000, the oldest first); ``--limit 0`` lists them all. A
+  shortened text listing ends with a line giving the number left out; a shortened
+  ``--json`` listing stays a JSON array and says so on standard error.
+* ``hold``, ``release`` and ``delete`` take several queue IDs, or ``-`` to read them from
+  standard input, as Postfix's ``postsuper`` does (``... | postguard queue delete -``);
+  an unknown ID is named and gives exit status 67, and the others are still acted on.
 """
 
 from __future__ import annotations
@@ -45,14 +49,26 @@ def fill(data_dir: Path) -> None:
     asyncio.run(run())
 
 
-def queue_list(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def queue(
+    data_dir: Path, *args: str, stdin: str = "", check: bool = True
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "postguard", "queue", "list", "--data-dir", str(data_dir), *args],
+        [sys.executable, "-m", "postguard", "queue", *args, "--data-dir", str(data_dir)],
         capture_output=True,
         text=True,
+        input=stdin,
         timeout=60,
-        check=True,
+        check=check,
     )
+
+
+def queue_list(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return queue(data_dir, "list", *args)
+
+
+def listed(data_dir: Path) -> dict[str, bool]:
+    """Queue ID -> held, for every message in the queue."""
+    return {m["queue_id"]: m["held"] for m in json.loads(queue_list(data_dir, "--json").stdout)}
 
 
 def test_a_shortened_listing_says_how_many_it_left_out(tmp_path: Path) -> None:
@@ -87,3 +103,25 @@ def test_a_negative_limit_is_refused_with_a_message(tmp_path: Path) -> None:
     )
     assert done.returncode == 64  # EX_USAGE, as for every command-line error
     assert "--limit" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_several_ids_and_ids_from_standard_input(tmp_path: Path) -> None:
+    fill(tmp_path)
+    held = queue(tmp_path, "hold", "Q0000", "Q0001")
+    assert held.stdout == "Q0000: hold done\nQ0001: hold done\n"
+    assert queue(tmp_path, "release", "-", stdin="Q0001\n").stdout == "Q0001: release done\n"
+    assert listed(tmp_path) == {f"Q{n:04d}": n == 0 for n in range(QUEUED)}
+
+    # As after "postguard queue list --json | jq -r '.[].queue_id' | grep ...":
+    deleted = queue(tmp_path, "delete", "-", stdin="Q0002\nQ0003 Q0002\n")
+    assert deleted.stdout == "Q0002: delete done\nQ0003: delete done\n"  # each once
+    assert sorted(listed(tmp_path)) == ["Q0000", "Q0001", "Q0004"]
+
+
+def test_an_unknown_id_is_named_and_the_others_are_still_acted_on(tmp_path: Path) -> None:
+    fill(tmp_path)
+    done = queue(tmp_path, "delete", "Q0000", "NOPE", "Q0001", check=False)
+    assert done.returncode == 67  # EX_NOUSER
+    assert done.stdout == "Q0000: delete done\nQ0001: delete done\n"
+    assert done.stderr == "postguard: no message NOPE in the queue\n"
+    assert sorted(listed(tmp_path)) == ["Q0002", "Q0003", "Q0004"]
