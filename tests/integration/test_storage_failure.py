@@ -337,9 +337,10 @@ def test_a_disk_that_really_loses_writes_stops_the_server_and_loses_nothing(
     # then filled, so the kernel itself fails the writeback of new blocks. Before the
     # restart the file system is mounted again, which drops its page cache: what the
     # restarted server finds is what reached the image, as after a power cut.
-    data_dir = real_disk.mount / "data"
+    data_dir = real_disk.mount  # the server's log beside it, off the failing disk
     config = '[queue]\nmin_free_disk = "1MiB"\nscan_interval = "100ms"\n'
     srv = start_subprocess(data_dir, config)
+    os.sync()  # its configuration file too: only what is written from now on may be lost
     acknowledged = ["before@real.test"]
     unacknowledged: list[str] = []
     try:

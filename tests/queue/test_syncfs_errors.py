@@ -53,7 +53,10 @@ else:
 
 @pytest.fixture
 def disk(tmp_path: Path) -> Iterator[FailingDisk]:
-    yield from failing_disk(tmp_path)
+    # No journal: a lost data page then stays a data error, told once to each descriptor,
+    # which is what these tests are about (with a journal, a lost metadata write makes
+    # every later call fail, and a late descriptor could not be told apart).
+    yield from failing_disk(tmp_path, journal=False)
 
 
 def write_unsynced(path: Path) -> None:
@@ -195,11 +198,12 @@ def test_a_maildir_on_its_own_file_system_is_flushed_there(
     results = agent.deliver_batch(batch)
     outcomes = [r["bob@example.org"] for r in results]
     assert all(isinstance(o, TemporaryFailure) for o in outcomes), outcomes
-    assert list((disk.mount / "bob" / "new").iterdir()) == []  # no copy of unknown health
+    new = disk.mount / "bob" / "new"  # (a journal abort may have stopped even its mkdir)
+    assert not new.exists() or list(new.iterdir()) == []  # no copy of unknown health
 
     # Left to the caller (the queue manager), the flush names the Maildir's own
     # directory, on the failing file system.
-    disk.heal()
+    disk.remount()  # healed (a journal abort may have made it read-only until then)
     agent = MaildirAgent(root, flush_by_caller=True)
     results = agent.deliver_batch(batch)
     paths = {o.path for r in results for o in r.values() if isinstance(o, NeedsFlush)}
