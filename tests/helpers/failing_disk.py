@@ -102,8 +102,9 @@ def failing_disk(base: Path, *, journal: bool = True) -> Iterator[FailingDisk]:
     journal and the file system turns read-only: every later call fails, and a remount
     finds a consistent file system. Without, only the failed data is lost and each
     descriptor is told of it once (the errseq behaviour itself, for tests of how errors
-    are reported), but ext4 then gives no durability after a crash: seen here, an
-    fdatasync that returned 0 left its blocks unwritten on disk."""
+    are reported), but ext4 then gives no durability after a crash: seen here, data whose
+    fdatasync had returned 0 read back as zeros after the remount (its extents never
+    marked written on disk)."""
     if os.geteuid() != 0:
         pytest.skip("SKIPPED LOUDLY: a loop-mounted file system needs root (CI runs as root)")
     mkfs = shutil.which("mkfs.ext4")
