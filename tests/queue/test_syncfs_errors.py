@@ -27,7 +27,12 @@ import pytest
 from helpers.failing_disk import FailingDisk, failing_disk
 from postguard.delivery.base import DeliveryItem, NeedsFlush, TemporaryFailure
 from postguard.delivery.maildir import SYNCFS_MIN_BATCH, MaildirAgent
-from postguard.queue.fsync import FILE_SYSTEMS, FileSystemHandles
+from postguard.queue.fsync import (
+    FILE_SYSTEMS,
+    FileSystemHandles,
+    sync_file_systems,
+    watch_file_system,
+)
 from postguard.queue.store.base import NewMessage, NewRecipient
 from postguard.queue.store.sqlite import SqliteQueueStore
 
@@ -208,3 +213,24 @@ def test_a_maildir_on_its_own_file_system_is_flushed_there(
     results = agent.deliver_batch(batch)
     paths = {o.path for r in results for o in r.values() if isinstance(o, NeedsFlush)}
     assert {os.stat(p).st_dev for p in paths} == {os.stat(disk.mount).st_dev}
+
+
+def test_every_directory_on_a_failed_file_system_is_told_not_just_the_first(
+    disk: FailingDisk,
+) -> None:
+    # One flush round names a directory per Maildir; after the first syncfs of the file
+    # system failed, a second one would succeed (told once per descriptor): the others
+    # must share the first one's error, not be counted as flushed.
+    first, second = disk.mount / "a" / "new", disk.mount / "b" / "new"
+    for directory in (first, second):
+        directory.mkdir(parents=True)
+    watch_file_system(disk.mount)
+    disk.fail_writes()
+    write_unsynced(first / "copy")
+    write_unsynced(second / "copy")
+
+    errors, flushed = sync_file_systems([first, second])
+
+    assert set(errors) == {str(first), str(second)}
+    assert errors[str(first)] is errors[str(second)]
+    assert os.stat(disk.mount).st_dev not in flushed

@@ -63,7 +63,7 @@ from ..queue.fsync import (
     HAS_SYNCFS,
     fsync_directory,
     make_directories,
-    sync_file_system,
+    sync_file_systems,
     watch_file_system,
 )
 from .base import (
@@ -112,28 +112,6 @@ def ensure_maildir(path: Path) -> None:
     made durable in new/ must not vanish with a directory entry that was not."""
     for sub in ("tmp", "new", "cur"):
         make_directories(path / sub)
-
-
-def _sync_file_systems(directories: list[Path]) -> dict[Path, OSError]:
-    """syncfs(2) once per file system holding ``directories``; the error of each
-    directory whose file system failed to flush (or could not be found)."""
-    outcome: dict[int, OSError | None] = {}  # per device: None once flushed
-    errors: dict[Path, OSError] = {}
-    for directory in directories:
-        try:
-            device = os.stat(directory).st_dev
-        except OSError as exc:
-            errors[directory] = exc
-            continue
-        if device not in outcome:
-            try:
-                sync_file_system(directory)
-                outcome[device] = None
-            except OSError as exc:
-                outcome[device] = exc
-        if (error := outcome[device]) is not None:
-            errors[directory] = error
-    return errors
 
 
 class MaildirAgent:
@@ -212,10 +190,10 @@ class MaildirAgent:
                     results[index][mailbox] = NeedsFlush(str(directory), str(path))
             return results
         if use_syncfs and pending:
-            errors = _sync_file_systems(list(pending))
+            errors, _ = sync_file_systems(pending)
             for directory, entries in pending.items():
-                if directory in errors:
-                    self._flush_failed(entries, results, errors[directory])
+                if str(directory) in errors:
+                    self._flush_failed(entries, results, errors[str(directory)])
             return results
         for directory, entries in pending.items():
             try:

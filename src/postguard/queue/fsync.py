@@ -23,7 +23,7 @@ import ctypes
 import errno
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from pathlib import Path
 
@@ -143,6 +143,34 @@ def sync_file_system(path: Path | str) -> None:
             syncfs(2) is not available (ENOSYS).
     """
     FILE_SYSTEMS.sync(path)
+
+
+def sync_file_systems(paths: Iterable[str | Path]) -> tuple[dict[str, OSError], set[int]]:
+    """syncfs(2) once per file system holding ``paths``.
+
+    Returns:
+        The error of each path whose file system failed to flush (or that could not be
+        found), and the devices (``st_dev``) flushed successfully. A failed file system
+        is not synced again for its other paths: the kernel reports a writeback error to
+        a descriptor once, so a second syncfs would succeed although the pages are lost.
+    """
+    outcome: dict[int, OSError | None] = {}  # per device: None once flushed
+    errors: dict[str, OSError] = {}
+    for path in paths:
+        try:
+            device = os.stat(path).st_dev
+        except OSError as exc:
+            errors[os.fspath(path)] = exc
+            continue
+        if device not in outcome:
+            try:
+                sync_file_system(path)
+                outcome[device] = None
+            except OSError as exc:
+                outcome[device] = exc
+        if (error := outcome[device]) is not None:
+            errors[os.fspath(path)] = error
+    return errors, {device for device, error in outcome.items() if error is None}
 
 
 def fsync_directory(path: Path) -> None:

@@ -63,7 +63,7 @@ from typing import Any, TypeVar
 
 from ...observability.events import QueueEvent
 from ...observability.logging import log_event
-from ..fsync import make_directories, sync_file_system, watch_file_system
+from ..fsync import make_directories, sync_file_systems, watch_file_system
 from .base import (
     CLAIM_MAX_OCTETS,
     Claim,
@@ -396,16 +396,7 @@ class _GroupWriter:
             The error of each path whose flush failed (only its callers fail), and the
             error of the log's sync (every batch of the round fails), if any.
         """
-        errors: dict[str, OSError] = {}
-        flushed: set[int] = set()
-        for path in sorted(paths):
-            try:
-                device = os.stat(path).st_dev
-                if device not in flushed:
-                    sync_file_system(path)
-                    flushed.add(device)
-            except OSError as exc:
-                errors[path] = exc
+        errors, flushed = sync_file_systems(sorted(paths))
         wal = f"{self._path}-wal"
         try:
             log = os.stat(wal)
