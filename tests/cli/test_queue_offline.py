@@ -17,24 +17,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from postguard.queue.store.base import NewMessage, NewRecipient
+from helpers.queue_messages import small_message
 from postguard.queue.store.sqlite import SqliteQueueStore
 
 QUEUED = 5
-
-
-def message(n: int) -> NewMessage:
-    body = f"Subject: {n}\r\n\r\nhello\r\n".encode()
-    return NewMessage(
-        queue_id=f"Q{n:04d}",
-        received_at=1_700_000_000.0 + n,
-        reverse_path="a@example.org",
-        recipients=(NewRecipient("b@localhost", "b@localhost", "maildir"),),
-        prepend=b"",
-        size=len(body),
-        envelope={},
-        body=body,
-    )
 
 
 def fill(data_dir: Path) -> None:
@@ -42,7 +28,7 @@ def fill(data_dir: Path) -> None:
         store = SqliteQueueStore(data_dir / "queue")
         try:
             for n in range(QUEUED):
-                await store.commit(message(n))
+                await store.commit(small_message(f"Q{n:04d}", received_at=1_700_000_000.0 + n))
         finally:
             await store.close()
 

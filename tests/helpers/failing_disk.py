@@ -71,9 +71,7 @@ class FailingDisk:
         is lost), so what is read from now on is what reached the image; ``e2fsck``
         checks it first, as the boot after such a crash would. Nothing may be using the
         file system."""
-        with contextlib.suppress(OSError):
-            FILE_SYSTEMS.release(self.mount)
-        _unmount(self.mount)
+        _release_and_unmount(self.mount)
         self.heal()
         checked = _run("e2fsck", "-f", "-y", str(self.image))
         assert checked.returncode in (0, 1, 2), checked.stdout + checked.stderr  # 1, 2: fixed
@@ -82,6 +80,40 @@ class FailingDisk:
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(argv), capture_output=True, text=True)
+
+
+def _mkfs_or_skip() -> str:
+    """mkfs.ext4, after checking that a loop mount can be tried here (else skip loudly)."""
+    if os.geteuid() != 0:
+        pytest.skip("SKIPPED LOUDLY: a loop-mounted file system needs root (CI runs as root)")
+    mkfs = shutil.which("mkfs.ext4")
+    if mkfs is None:
+        pytest.skip("SKIPPED LOUDLY: mkfs.ext4 is missing (apt-get install e2fsprogs)")
+    return mkfs
+
+
+def _make_and_mount(image: Path, size: int, mount: Path, *, journal: bool) -> None:
+    """A sparse ext4 image of ``size`` octets, loop-mounted at ``mount`` (skip loudly if
+    the loop device cannot be set up). Inode tables and journal are written now, so that
+    those regions of the image exist (a full backing tmpfs fails only new blocks)."""
+    mkfs = _mkfs_or_skip()
+    with open(image, "wb") as f:
+        f.truncate(size)
+    extended = "nodiscard,lazy_itable_init=0,lazy_journal_init=0"
+    features = [] if journal else ["-O", "^has_journal"]
+    done = _run(mkfs, "-q", "-F", *features, "-E", extended, str(image))
+    assert done.returncode == 0, done.stderr
+    try:
+        _mount_image(image, mount)
+    except OSError as exc:
+        pytest.skip(f"SKIPPED LOUDLY: {exc}")
+
+
+def _release_and_unmount(mount: Path) -> None:
+    """Drop this process's syncfs descriptor there (fsync.FileSystemHandles), unmount."""
+    with contextlib.suppress(OSError):
+        FILE_SYSTEMS.release(mount)
+    _unmount(mount)
 
 
 def _mount_image(image: Path, mount: Path) -> None:
@@ -105,11 +137,7 @@ def failing_disk(base: Path, *, journal: bool = True) -> Iterator[FailingDisk]:
     are reported), but ext4 then gives no durability after a crash: seen here, data whose
     fdatasync had returned 0 read back as zeros after the remount (its extents never
     marked written on disk)."""
-    if os.geteuid() != 0:
-        pytest.skip("SKIPPED LOUDLY: a loop-mounted file system needs root (CI runs as root)")
-    mkfs = shutil.which("mkfs.ext4")
-    if mkfs is None:
-        pytest.skip("SKIPPED LOUDLY: mkfs.ext4 is missing (apt-get install e2fsprogs)")
+    _mkfs_or_skip()
     backing, mount = base / "backing", base / "ext4"
     backing.mkdir(parents=True)
     mount.mkdir()
@@ -118,26 +146,13 @@ def failing_disk(base: Path, *, journal: bool = True) -> Iterator[FailingDisk]:
         pytest.skip(f"SKIPPED LOUDLY: cannot mount a tmpfs: {done.stderr.strip()}")
     try:
         image = backing / "ext4.img"
-        with open(image, "wb") as f:
-            f.truncate(IMAGE_SIZE)
-        # Inode tables and the journal are written now, so that those regions of the
-        # image exist and only new blocks fail.
-        extended = "nodiscard,lazy_itable_init=0,lazy_journal_init=0"
-        features = [] if journal else ["-O", "^has_journal"]
-        done = _run(mkfs, "-q", "-F", *features, "-E", extended, str(image))
-        assert done.returncode == 0, done.stderr
-        try:
-            _mount_image(image, mount)
-        except OSError as exc:
-            pytest.skip(f"SKIPPED LOUDLY: {exc}")
+        _make_and_mount(image, IMAGE_SIZE, mount, journal=journal)
         try:
             yield FailingDisk(mount=mount, backing=backing, image=image)
         finally:
-            with contextlib.suppress(OSError):
-                FILE_SYSTEMS.release(mount)
             # Dirty pages that cannot be written must not keep the mount busy.
             (backing / "filler").unlink(missing_ok=True)
-            subprocess.run(["umount", str(mount)], check=True)
+            _release_and_unmount(mount)
     finally:
         subprocess.run(["umount", str(backing)], check=True)
 
@@ -152,9 +167,7 @@ class PowerCutDisk:
         file system must have been killed already."""
         snapshot = self.image.with_name(self.image.name + ".cut")
         subprocess.run(["cp", "--sparse=always", str(self.image), str(snapshot)], check=True)
-        with contextlib.suppress(OSError):
-            FILE_SYSTEMS.release(self.mount)
-        _unmount(self.mount)
+        _release_and_unmount(self.mount)
         os.replace(snapshot, self.image)
         _mount_image(self.image, self.mount)  # replays the journal, as after a reboot
 
@@ -172,25 +185,11 @@ def _unmount(mount: Path) -> None:
 def power_cut_disk(base: Path, *, size: int = POWER_CUT_IMAGE_SIZE) -> Iterator[PowerCutDisk]:
     """Mount a journaled ext4 at ``base / "ext4"`` (its image beside it, sparse) for the
     duration of the generator; see :class:`PowerCutDisk`."""
-    if os.geteuid() != 0:
-        pytest.skip("SKIPPED LOUDLY: a loop-mounted file system needs root (CI runs as root)")
-    mkfs = shutil.which("mkfs.ext4")
-    if mkfs is None:
-        pytest.skip("SKIPPED LOUDLY: mkfs.ext4 is missing (apt-get install e2fsprogs)")
     base.mkdir(parents=True, exist_ok=True)
     image, mount = base / "ext4.img", base / "ext4"
     mount.mkdir()
-    with open(image, "wb") as f:
-        f.truncate(size)
-    done = _run(mkfs, "-q", "-F", "-E", "nodiscard,lazy_itable_init=0", str(image))
-    assert done.returncode == 0, done.stderr
-    try:
-        _mount_image(image, mount)
-    except OSError as exc:
-        pytest.skip(f"SKIPPED LOUDLY: {exc}")
+    _make_and_mount(image, size, mount, journal=True)
     try:
         yield PowerCutDisk(mount=mount, image=image)
     finally:
-        with contextlib.suppress(OSError):
-            FILE_SYSTEMS.release(mount)
-        _unmount(mount)
+        _release_and_unmount(mount)

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from helpers.failing_disk import FailingDisk, failing_disk
+from helpers.queue_messages import small_message
 from postguard.delivery.base import DeliveryItem, NeedsFlush, TemporaryFailure
 from postguard.delivery.maildir import SYNCFS_MIN_BATCH, MaildirAgent
 from postguard.queue.fsync import (
@@ -33,7 +34,6 @@ from postguard.queue.fsync import (
     sync_file_systems,
     watch_file_system,
 )
-from postguard.queue.store.base import NewMessage, NewRecipient
 from postguard.queue.store.sqlite import SqliteQueueStore
 
 DIRTY_OCTETS = 1 << 20
@@ -144,27 +144,13 @@ def test_a_forked_worker_is_told_of_its_own_lost_pages_after_its_parent_was(
     assert os.waitstatus_to_exitcode(status) == 0, "the worker was not told of its lost pages"
 
 
-def message(queue_id: str) -> NewMessage:
-    body = b"Subject: " + queue_id.encode() + b"\r\n\r\nhello\r\n"
-    return NewMessage(
-        queue_id=queue_id,
-        received_at=1.0,
-        reverse_path="a@example.org",
-        recipients=(NewRecipient("b@localhost", "b@localhost", "maildir"),),
-        prepend=b"",
-        size=len(body),
-        envelope={},
-        body=body,
-    )
-
-
 async def test_the_queue_log_sync_reports_lost_pages_another_process_was_told_of(
     disk: FailingDisk,
 ) -> None:
     directory = disk.mount / "queue"
     store = SqliteQueueStore(directory)
     try:
-        await store.commit(message("HEALTHY"))
+        await store.commit(small_message("HEALTHY"))
         disk.fail_writes()
         # Another writer of the same queue (the queue CLI, a worker) appends to the log
         # without syncing, and someone else's fdatasync of the log is told of the loss.
