@@ -1,6 +1,7 @@
 """Fixtures for the interop suite: one per real client, and the missing-tool rule.
 
-Owns :func:`require_tool` (and :func:`require_module` for Python clients): a
+Owns :func:`require_tool` (and :func:`require_module` for Python clients, :func:`missing` for
+checks of their own in client modules: jars, node_modules, a PHP autoloader): a
 client that is not installed is a loud ``pytest.skip`` on a developer machine,
 and a test *failure* when the ``CI`` environment variable is set, because
 ``.ci/run`` installs every tool and a silent skip there would hide a broken suite
@@ -26,12 +27,16 @@ DEBIAN_PACKAGES = {
     "openssl": "openssl",
     "curl": "curl",
     "msmtp": "msmtp",
+    "node": "nodejs (Node.js 20 or later: Nodemailer 10 needs it)",
+    "php": "php-cli",
+    "java": "openjdk-17-jre-headless",
 }
 PIP_PACKAGES = {"aiosmtplib": "aiosmtplib (pip install -e '.[test]')"}
 
 
-def _missing(what: str) -> None:
-    """Fail under CI, skip (loudly) elsewhere."""
+def missing(what: str) -> None:
+    """Fail under CI, skip (loudly) elsewhere; ``what`` says what is missing and how to
+    install it. For client-specific checks in test modules too."""
     if os.environ.get("CI"):
         pytest.fail(f"CI: {what}; .ci/run must install it", pytrace=False)
     pytest.skip(f"INTEROP TOOL MISSING - {what}; these interop tests did NOT run")
@@ -53,7 +58,7 @@ def require_tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
         package = DEBIAN_PACKAGES.get(name, name)
-        _missing(f"{name!r} is not on PATH (Debian: apt-get install {package})")
+        missing(f"{name!r} is not on PATH (Debian: apt-get install {package})")
     assert path is not None
     return path
 
@@ -63,8 +68,8 @@ def require_module(name: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except ImportError:
-        _missing(f"Python module {name!r} is not importable ({PIP_PACKAGES.get(name, name)})")
-        raise  # unreachable: _missing always raises
+        missing(f"Python module {name!r} is not importable ({PIP_PACKAGES.get(name, name)})")
+        raise  # unreachable: missing always raises
 
 
 @pytest.fixture
@@ -77,7 +82,7 @@ def swaks() -> str:
         [path, "--support"], capture_output=True, text=True, timeout=30, check=False
     )
     if "=== TLS supported" not in support.stdout + support.stderr:
-        _missing(
+        missing(
             "swaks has no TLS support: Perl module Net::SSLeay is missing "
             "(Debian: apt-get install libnet-ssleay-perl; swaks only recommends it)"
         )
