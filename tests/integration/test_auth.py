@@ -31,6 +31,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import email
+import email.utils
 import json
 import logging
 import sys
@@ -519,6 +521,48 @@ async def test_received_says_esmtpsa_and_hides_the_account(auth_server, alice) -
     assert " with ESMTPSA id " in received, received  # RFC 3848: ESMTP + TLS + AUTH
     assert "(using TLSv1.3 with cipher " in received, received
     assert "authenticated" not in received and "alice" not in received, received
+
+
+async def test_a_submission_without_message_id_and_date_gets_both(auth_server, alice) -> None:
+    """RFC 6409 §8.2, §8.3: the submission server completes what the client left out."""
+    dlg = await login_plain(auth_server, alice)
+    reply = await send_mail(
+        dlg, "alice@localhost", ["test@localhost"], b"Subject: bare\r\n\r\nhi\r\n"
+    )
+    await dlg.close()
+    queue_id = reply[-1].rsplit(" ", 1)[1]
+    [message] = await auth_server.wait_for_messages(1)
+    parsed = email.message_from_bytes(message)
+    assert parsed.get_all("Message-ID") == [f"<{queue_id}@localhost>"], message[:600]
+    [date] = parsed.get_all("Date")
+    sent_at = email.utils.parsedate_to_datetime(date)
+    assert sent_at.tzinfo is not None and abs(time.time() - sent_at.timestamp()) < 300, date
+    assert message.endswith(b"Subject: bare\r\n\r\nhi\r\n")
+
+
+async def test_a_submission_keeps_its_own_message_id_and_date(auth_server, alice) -> None:
+    head = b"Date: Mon, 2 Nov 2026 10:00:00 +0100\r\nmessage-id: <own@client.test>\r\n"
+    body = head + b"Subject: complete\r\n\r\nDate: not a header\r\n"
+    dlg = await login_plain(auth_server, alice)
+    await send_mail(dlg, "alice@localhost", ["test@localhost"], body)
+    await dlg.close()
+    [message] = await auth_server.wait_for_messages(1)
+    parsed = email.message_from_bytes(message)
+    assert parsed.get_all("Message-ID") == ["<own@client.test>"], message[:600]
+    assert parsed.get_all("Date") == ["Mon, 2 Nov 2026 10:00:00 +0100"], message[:600]
+    assert message.endswith(body)
+
+
+async def test_mail_from_another_server_gets_no_message_id_or_date(auth_server) -> None:
+    """RFC 5321 §6.4: only an originating or submission server may add them; on mx the
+    message is passed on with just our Received header in front."""
+    dlg, _ = await over_starttls(auth_server, "mx")
+    await send_mail(dlg, "someone@example.net", ["test@localhost"], b"Subject: bare\r\n\r\nhi\r\n")
+    await dlg.close()
+    [message] = await auth_server.wait_for_messages(1)
+    parsed = email.message_from_bytes(message)
+    assert parsed.get_all("Message-ID") is None and parsed.get_all("Date") is None, message
+    assert message.endswith(b"Subject: bare\r\n\r\nhi\r\n")
 
 
 async def test_received_names_the_account_with_received_shows_identity(

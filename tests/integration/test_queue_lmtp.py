@@ -7,8 +7,8 @@ mail by ``[delivery] default = "lmtp"`` to a private Dovecot
 postguard's ``[local] mailboxes`` name Dovecot's users (alice, bob) and one it
 does not know (ghost).
 
-Covers: the bytes Dovecot stores are Return-Path + postguard's Received and
-Message-ID + the body as sent, exactly; a mailbox unknown to Dovecot (its
+Covers: the bytes Dovecot stores are Return-Path + postguard's Received + the body
+as sent, exactly (from mx, nothing else is added); a mailbox unknown to Dovecot (its
 ``550 5.1.1`` at RCPT) bounces, and the DSN in the sender's Maildir carries
 Dovecot's reply; Dovecot down → the message is deferred with the connection
 failure as last reply, Dovecot up + ``postguard queue retry`` → delivered
@@ -237,8 +237,7 @@ async def test_message_is_stored_by_dovecot_byte_for_byte(
         f"\t(using TLSv1.3 with cipher {sent.cipher} ({sent.bits} bits))\r\n"
         f"\tby localhost (postguard) with ESMTPS id {sent.queue_id}\r\n"
         f"\tfor <{ALICE}>; {date.group(1).decode()}\r\n"
-        f"Message-ID: <{sent.queue_id}@localhost>\r\n"
-    ).encode() + body
+    ).encode() + body  # from mx: nothing added but Received (RFC 5321 §6.4)
     assert stored_bytes == expected
     assert srv.messages(SENDER) == []  # no DSN: NOTIFY defaults to FAILURE,DELAY
 

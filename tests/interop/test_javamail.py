@@ -210,8 +210,9 @@ def make_job(
 def assert_sent_unchanged(message: bytes, sent: MarkedMessage) -> None:
     """Our header fields and body arrive byte for byte after the server's own fields.
 
-    Return-Path, Received and (the message has none) Message-ID are the server's; JavaMail
-    must add nothing, since ``Send.java`` never calls ``saveChanges()``.
+    Return-Path, Received and, after AUTH, Message-ID and Date (the message has neither)
+    are the server's; JavaMail must add nothing, since ``Send.java`` never calls
+    ``saveChanges()``.
     """
     assert message.endswith(sent.as_bytes()), message[:800]
     assert f"from {EHLO_NAME} ([127.0.0.1])" in received_header(message), message[:800]

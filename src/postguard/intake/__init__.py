@@ -1,1 +1,2 @@
-"""Intake: Received/Message-ID, then commit to the queue before 250 (cleanup(8))."""
+"""Intake: Received (and Message-ID/Date for submissions), then commit to the queue before
+250 (cleanup(8))."""

@@ -1,8 +1,9 @@
 """Intake: the one door into the queue (Postfix's cleanup(8) analogue).
 
 The session hands intake an envelope and the content as it arrives; intake
-adds the Received header (with TLS details) and a Message-ID when missing,
-routes each recipient, and commits the message to the queue store.
+adds the Received header (with TLS details), and for an authenticated submission a
+Message-ID and a Date when missing, routes each recipient, and commits the message to
+the queue store.
 :meth:`Submission.commit` returns the queue ID only once the message is on
 stable storage; the session sends 250 after that and never before. Intake
 then hands the message to the queue manager (:class:`Handoff`): committed
@@ -35,7 +36,7 @@ from ..queue.ids import new_queue_id
 from ..queue.store.base import Lease, NewMessage, NewRecipient, QueueStore
 from ..server.envelope import Envelope, Provenance
 from .headers import HeaderScanner
-from .received import received_header
+from .received import received_header, rfc5322_date
 
 FREE_SPACE_CACHE_SECONDS = 1.0  # statvfs at most once a second under load
 
@@ -82,6 +83,21 @@ class Submission:
         self._headers.feed(data)
         self._incoming.write(data)
 
+    def _missing_fields(self, hostname: str) -> bytes:
+        """Message-ID and Date for an authenticated submission that lacks them (RFC 6409
+        §8.2, §8.3: the submission server may complete the message). Mail from other
+        servers (mx) is passed on as it came: RFC 5321 §6.4 lets only the originating or
+        submission server add them, as Postfix (``local_header_rewrite_clients``) and
+        Stalwart do."""
+        if self._provenance.auth_identity is None:
+            return b""
+        fields = b""
+        if not self._headers.has_message_id:
+            fields += f"Message-ID: <{self.queue_id}@{hostname}>\r\n".encode()
+        if not self._headers.has_date:
+            fields += f"Date: {rfc5322_date(int(self._received_at))}\r\n".encode()
+        return fields
+
     async def commit(self) -> str:
         """Make the message durable and wake delivery; return its queue ID.
 
@@ -103,8 +119,7 @@ class Submission:
             timestamp=self._received_at,
             show_auth_identity=intake.received_shows_identity,
         )
-        if not self._headers.has_message_id:
-            prepend += f"Message-ID: <{self.queue_id}@{intake.hostname}>\r\n".encode()
+        prepend += self._missing_fields(intake.hostname)
         try:
             body, body_path = await intake.bodies.finish(self._incoming)
             message = NewMessage(

@@ -58,7 +58,7 @@ def received_header(
         smtputf8=smtputf8,
     )
     lines.append(f"\tby {hostname} (postguard) with {protocol} id {queue_id}")
-    date = _rfc5322_date(int(timestamp))
+    date = rfc5322_date(int(timestamp))
     if for_recipient:
         lines.append(f"\tfor <{for_recipient}>; {date}")
     else:
@@ -68,6 +68,6 @@ def received_header(
 
 
 @lru_cache(maxsize=4)
-def _rfc5322_date(seconds: int) -> str:
+def rfc5322_date(seconds: int) -> str:
     """RFC 5322 date-time of a whole second, UTC (cached: a busy second has many messages)."""
     return format_datetime(datetime.fromtimestamp(seconds, UTC))
