@@ -2,11 +2,18 @@
 
 It answers 250 to DATA only after the message is in a Maildir the same way postguard
 promises: written to ``tmp/``, fsync'd, renamed into ``new/``, and ``new/`` fsync'd (one
-directory fsync per message; no group commit). The file work runs in a thread pool of the
-same size as postguard's I/O pool so slow fsyncs do not stall the event loop. STARTTLS is
-offered with the certificate given (the bench passes postguard's development certificate),
-and it runs on uvloop when installed, as ``postguard serve`` does, so the comparison is about
-the SMTP servers and not the event loop.
+directory fsync per message; no group commit). Two ways, ``--io``:
+
+* ``pool`` (default): the file work runs in a thread pool of the same size as postguard's
+  I/O pool, so slow fsyncs do not stall the event loop and the fsyncs of concurrent
+  sessions overlap (the journal then commits them together);
+* ``inline``: the file work runs in ``handle_DATA`` itself, the way a handler is first
+  written (aiosmtpd's own ``Mailbox`` handler writes inline too): the event loop waits for
+  each message's fsyncs, one message at a time.
+
+STARTTLS is offered with the certificate given (the bench passes postguard's development
+certificate), and it runs on uvloop when installed, as ``postguard serve`` does, so the
+comparison is about the SMTP servers and not the event loop.
 
 What it does not do, unlike postguard: no queue (it writes the Maildir directly, once;
 postguard writes a spool file and then delivers it into the Maildir, two durable writes),
@@ -14,7 +21,7 @@ no Received header, no recipient checks (every RCPT is accepted), no per-IP limi
 
 Prints ``listening on <port>`` and then ``ready`` on stdout; stops on SIGTERM or SIGINT.
 
-    python bench/baseline_aiosmtpd.py --maildir /tmp/m --cert cert.pem --key key.pem
+    python bench/baseline_aiosmtpd.py --maildir /tmp/m --cert cert.pem --key key.pem [--io inline]
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ IO_THREADS = 16  # the same as postguard's server/app.py IO_THREADS
 class DurableMaildirHandler:
     """handle_DATA stores the message in a Maildir (tmp → fsync → rename → fsync new/)."""
 
-    def __init__(self, maildir: Path, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, maildir: Path, executor: ThreadPoolExecutor | None) -> None:
         self.maildir = maildir
         self.executor = executor
         self.counter = itertools.count()
@@ -50,8 +57,11 @@ class DurableMaildirHandler:
 
     async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:
         content = envelope.original_content or envelope.content
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self.executor, self.store, content)
+        if self.executor is None:
+            self.store(content)  # inline: the event loop waits for the disk
+        else:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self.executor, self.store, content)
         return "250 2.0.0 OK"
 
     def store(self, content: bytes) -> None:
@@ -77,7 +87,11 @@ class DurableMaildirHandler:
 async def serve(args: argparse.Namespace) -> None:
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(args.cert, args.key)
-    executor = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="baseline-io")
+    executor = (
+        ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="baseline-io")
+        if args.io == "pool"
+        else None
+    )
     handler = DurableMaildirHandler(Path(args.maildir), executor)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
@@ -100,7 +114,8 @@ async def serve(args: argparse.Namespace) -> None:
     await stop.wait()
     server.close()
     await server.wait_closed()
-    executor.shutdown(wait=True)
+    if executor is not None:
+        executor.shutdown(wait=True)
 
 
 def main() -> None:
@@ -110,6 +125,12 @@ def main() -> None:
     parser.add_argument("--maildir", required=True, help="the Maildir to store messages in")
     parser.add_argument("--cert", required=True, help="PEM certificate chain for STARTTLS")
     parser.add_argument("--key", required=True, help="PEM private key for STARTTLS")
+    parser.add_argument(
+        "--io",
+        choices=("pool", "inline"),
+        default="pool",
+        help="pool: file work in a thread pool (default); inline: in handle_DATA itself",
+    )
     parser.add_argument(
         "--loop", choices=("auto", "uvloop", "asyncio"), default="auto", help="event loop"
     )

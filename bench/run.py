@@ -13,6 +13,12 @@ Options:
     --size BYTES        message size including headers (default 4096)
     --modes LIST        comma-separated: plain, starttls (default both)
     --rounds N          repeat every (mode, server) run N times (default 1)
+    --baselines LIST    comma-separated aiosmtpd baselines (default both): pool (the file
+                        work in a 16-thread pool, so 20 sessions' fsyncs overlap) and inline
+                        (the file work in handle_DATA itself, the event loop waiting for the
+                        disk: the plain reading of "a handler that writes a Maildir file
+                        with fsync before answering 250"); the table gives postguard's
+                        msgs/s divided by each
     --pipelining        let smtpload use PIPELINING where advertised (default off)
     --record            append a dated section to bench/RESULTS.md
     --profile           after measuring, profile postguard with py-spy in each mode
@@ -27,18 +33,25 @@ Options:
                         one flush at a time per process, concurrent callers covered by the
                         next flush, as ext4's journal merges them; the real call is still
                         made). One process each (--workers 1).
-    --workdir DIR       put both servers' data directories under DIR (default: $TMPDIR or
-                        /tmp). File creation cost depends on the file system's state: on the
-                        development VM an empty-file create costs about 380 µs of CPU under
-                        /tmp (its inode groups are churned by test suites) and 18 µs under
-                        /work, which moves both servers' Maildir writes.
+    --disk KIND         where the servers' data directories live: "journaled" (a fresh
+                        ext4 with its journal on a loop device, made for the run and
+                        removed after it: bench/disk.py; needs root and e2fsprogs),
+                        "workdir" (a directory under --workdir, on whatever file system that
+                        is), or "auto" (the default: journaled where possible, else workdir,
+                        said on stderr). The file system used is printed and recorded.
+    --workdir DIR       where the data directories (or, with --disk journaled, the disk
+                        image) go (default: $TMPDIR or /tmp). On the development VM the root
+                        file system has no journal: fsync is about 0.1 ms there, and file
+                        creation costs up to 770 µs of CPU in inode groups that test suites
+                        churn (bench/disk.py explains both).
 
 What it does: builds the C load generator ``<repo>/../shared/tools/smtpload.c`` into
 ``bench/out/smtpload``; starts ``python -m postguard serve`` (mx listener only, port 0,
 ``[log] level = "warning"``, delivering to a Maildir) and ``bench/baseline_aiosmtpd.py``
-(aiosmtpd, Maildir with fsync before 250, the same development certificate); then runs
-smtpload against each, alternating which server goes first from one mode to the next; and
-prints msgs/s, p50 and p99 latency, each server's CPU use and the postguard/aiosmtpd ratio.
+(aiosmtpd, Maildir with fsync before 250, the same development certificate; once per
+``--baselines`` entry); then runs smtpload against each, alternating which server goes
+first from one mode to the next; and prints msgs/s, p50 and p99 latency, each server's CPU
+use and postguard's msgs/s divided by each baseline's.
 Raw smtpload JSON and the table go to ``bench/out/results-<timestamp>.json``.
 
 Between runs it waits until postguard's queue has drained into the Maildir, so a run does
@@ -73,7 +86,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import syswide  # bench/ is sys.path[0] when run as python bench/run.py
+import disk  # bench/ is sys.path[0] when run as python bench/run.py
+import syswide
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -84,7 +98,8 @@ PERF_SECONDS = 8.0  # --perf: length of the system-wide sample, inside the measu
 READY_TIMEOUT_SECONDS = 60.0
 DRAIN_TIMEOUT_SECONDS = 300.0
 MODES = ("plain", "starttls")
-SERVERS = ("postguard", "aiosmtpd")
+SERVERS = ("postguard", "aiosmtpd", "aiosmtpd-inline")
+BASELINES = {"pool": "aiosmtpd", "inline": "aiosmtpd-inline"}  # --baselines: --io → name
 RCPT = "test@localhost"
 LISTENER_LINE = re.compile(r"^\s+mx\s+smtp://(\S+):(\d+)\s")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -265,10 +280,14 @@ level = "warning"
     )
 
 
-def start_baseline(work: Path, cert: Path, key: Path) -> Server:
-    maildir = work / "aiosmtpd-mail"
+def start_baseline(work: Path, cert: Path, key: Path, io: str) -> Server:
+    """The aiosmtpd baseline with its file work in a thread pool (``io="pool"``, named
+    "aiosmtpd") or in ``handle_DATA`` itself (``io="inline"``, "aiosmtpd-inline")."""
+    name = BASELINES[io]
+    maildir = work / f"{name}-mail"
+    stderr = work / f"{name}.stderr"
     proc, port, lines = _start(
-        "aiosmtpd",
+        name,
         [
             sys.executable,
             str(BENCH / "baseline_aiosmtpd.py"),
@@ -278,12 +297,14 @@ def start_baseline(work: Path, cert: Path, key: Path) -> Server:
             str(cert),
             "--key",
             str(key),
+            "--io",
+            io,
         ],
-        work / "aiosmtpd.stderr",
+        stderr,
         re.compile(r"^listening on (\d+)"),
         "ready",
     )
-    return Server("aiosmtpd", proc, port, maildir, None, work / "aiosmtpd.stderr", lines)
+    return Server(name, proc, port, maildir, None, stderr, lines)
 
 
 def run_load(
@@ -499,7 +520,7 @@ def machine() -> dict[str, Any]:
 def table(rows: list[dict[str, Any]]) -> list[str]:
     header = (
         "| mode | server | msgs/s | p50 ms | p99 ms | server CPU % | CPU µs/msg | failures "
-        "| pg/aiosmtpd |"
+        "| postguard ÷ this |"
     )
     lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
@@ -540,11 +561,33 @@ def summarise(runs: list[dict[str, Any]], modes: list[str]) -> list[dict[str, An
                 "failures": sum(r["failures"]["total"] for r in mine),
                 "ratio": None,
             }
-        if "postguard" in by_server and "aiosmtpd" in by_server:
-            base = by_server["aiosmtpd"]["msgs_per_s"]
-            by_server["postguard"]["ratio"] = by_server["postguard"]["msgs_per_s"] / base
+        if "postguard" in by_server:  # each baseline row: postguard's msgs/s over its own
+            for name, row in by_server.items():
+                if name != "postguard" and row["msgs_per_s"]:
+                    row["ratio"] = by_server["postguard"]["msgs_per_s"] / row["msgs_per_s"]
         rows += list(by_server.values())
     return rows
+
+
+def round_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """Each round's msgs/s and postguard's ratio to each baseline in it: the spread
+    between rounds is the measure of how far the table's means can be trusted."""
+    lines = []
+    for key in sorted({(r["round"], r["mode"]) for r in runs}):
+        mine = {
+            r["bench"]["server"]: r["msgs_per_s"] for r in runs if (r["round"], r["mode"]) == key
+        }
+        ours = mine.get("postguard")
+        parts = []
+        for name in SERVERS:
+            if name not in mine:
+                continue
+            ratio = ""
+            if ours and name != "postguard":
+                ratio = f" ({ours / mine[name]:.2f}×)"  # noqa: RUF001
+            parts.append(f"{name} {mine[name]:.0f}{ratio}")
+        lines.append(f"round {key[0]} {key[1]}: " + ", ".join(parts))
+    return lines
 
 
 def queue_lines(runs: list[dict[str, Any]]) -> list[str]:
@@ -602,8 +645,7 @@ def record(
         f"Load: smtpload, {args.concurrency} sessions, {args.size}-byte messages, "
         f"{args.duration} s measured after {args.warmup} s warm-up, {args.rounds} round(s), "
         f"pipelining {'on' if args.pipelining else 'off'}, STARTTLS verifying the certificate; "
-        f"postguard with workers = {args.workers}; data under "
-        f"{args.workdir or tempfile.gettempdir()}"
+        f"postguard with workers = {args.workers}; data on {args.data_file_system}"
         + (
             f"; **simulated flush latency {args.flush_latency:g} ms** (bench/slowflush)."
             if args.flush_latency > 0
@@ -613,6 +655,7 @@ def record(
         *table(rows),
         "",
     ]
+    section += [*(f"* {line}" for line in round_lines(runs or [])), ""]
     queue = queue_lines(runs or [])
     if queue:
         section += [*(f"* {line}" for line in queue), ""]
@@ -633,6 +676,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=4096, help="message size in bytes")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated modes")
     parser.add_argument("--rounds", type=int, default=1, help="repetitions of every run")
+    parser.add_argument(
+        "--baselines",
+        default="pool,inline",
+        help="comma-separated aiosmtpd baselines: pool (file work in a thread pool), "
+        "inline (in handle_DATA, the event loop waits for the disk)",
+    )
     parser.add_argument("--pipelining", action="store_true", help="use PIPELINING")
     parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
     parser.add_argument("--profile", action="store_true", help="py-spy profile of postguard")
@@ -652,6 +701,13 @@ def parse_args() -> argparse.Namespace:
         "needs gcc; one process each)",
     )
     parser.add_argument(
+        "--disk",
+        choices=("auto", "journaled", "workdir"),
+        default="auto",
+        help="data on a fresh journaled ext4 (loop device), or under --workdir; auto: "
+        "journaled where possible",
+    )
+    parser.add_argument(
         "--workdir",
         default=None,
         help="where both servers' data directories go (default: the system's temporary "
@@ -661,10 +717,25 @@ def parse_args() -> argparse.Namespace:
         "--workers", type=int, default=1, help="postguard [server] workers (processes)"
     )
     args = parser.parse_args()
+    if args.disk in ("auto", "journaled"):
+        why = disk.unavailable()
+        if why is not None:
+            if args.disk == "journaled":
+                parser.error(f"--disk journaled {why}")
+            print(f"bench: no journaled disk ({why}); using --workdir", file=sys.stderr)
+            args.disk = "workdir"
+        else:
+            args.disk = "journaled"
     if args.perf:
         args.perf = syswide.available()
         if args.perf is None:
             parser.error("--perf needs perf (Debian: apt-get install linux-perf)")
+    args.baseline_list = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    unknown_baselines = set(args.baseline_list) - set(BASELINES)
+    if unknown_baselines or not args.baseline_list:
+        parser.error(
+            f"--baselines: unknown {sorted(unknown_baselines)}; choose from {', '.join(BASELINES)}"
+        )
     args.mode_list = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = set(args.mode_list) - set(MODES)
     if unknown or not args.mode_list:
@@ -681,17 +752,31 @@ def main() -> int:
             sys.exit("bench: --flush-latency models one disk per process: use --workers 1")
         SERVER_ENV["LD_PRELOAD"] = str(build_slowflush())
         SERVER_ENV["SLOWFLUSH_US"] = str(int(args.flush_latency * 1000))
+    with contextlib.ExitStack() as stack:
+        parent = args.workdir
+        if args.disk == "journaled":
+            parent = stack.enter_context(disk.journaled_ext4(args.workdir))
+        return bench(args, smtpload, Path(parent) if parent else None)
+    return 0  # unreachable; mypy
+
+
+def bench(args: argparse.Namespace, smtpload: Path, parent: Path | None) -> int:
+    """Run every round with the servers' data under ``parent``; print and record."""
     # postguard started as root drops to "nobody", which must be able to enter its data dir
-    work = Path(tempfile.mkdtemp(prefix="pg-bench-", dir=args.workdir))
+    work = Path(tempfile.mkdtemp(prefix="pg-bench-", dir=parent))
     work.chmod(0o755)
+    args.data_file_system = disk.describe(work)
+    print(f"bench: data on {args.data_file_system}", flush=True)
     servers: dict[str, Server] = {}
     try:
         servers["postguard"] = start_postguard(work, args.concurrency, workers=args.workers)
         tls = work / "postguard" / "tls"
-        servers["aiosmtpd"] = start_baseline(work, tls / "cert.pem", tls / "key.pem")
+        for io in args.baseline_list:
+            server = start_baseline(work, tls / "cert.pem", tls / "key.pem", io)
+            servers[server.name] = server
         ca = tls / "ca.pem"
         runs: list[dict[str, Any]] = []
-        order = list(SERVERS)
+        order = [name for name in SERVERS if name in servers]
         for round_no in range(args.rounds):
             for mode in args.mode_list:
                 for name in order:
@@ -734,6 +819,8 @@ def main() -> int:
     )
     print()
     print("\n".join(table(rows)))
+    for line in round_lines(runs):
+        print(line)
     for line in queue_lines(runs):
         print(line)
     for run in runs:
