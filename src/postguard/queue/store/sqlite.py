@@ -12,17 +12,21 @@ inside COMMIT (``synchronous=FULL``) but right after it, by a second thread,
 while the writer applies the next batch (``synchronous=NORMAL`` plus our own
 sync, as PostgreSQL flushes its WAL): on a disk whose flushes take
 milliseconds, transactions then follow each other without waiting for the
-flush of the one before. A failed sync fails the batch's callers (451); their
-transaction is committed, so it may still be delivered (a duplicate, never a
-loss). A failed sync is also final (:class:`~postguard.queue.store.base.StoreFailed`):
-the kernel reports a writeback error once, so the next fdatasync could succeed
-although frames of the failed one never reached the disk, and SQLite's recovery
-drops every frame after the first bad one. From then on every write fails at once
-and the server stops; the restart recovers from the log on disk. An SQLite COMMIT
-whose own fsync failed (a checkpoint's) ends the store the same way. Worker processes
-forked from the server share one flag (an anonymous shared page mapped before the fork):
-once one of them has failed, no other acknowledges a sync that ends after that, even one
-that succeeded in its own process.
+flush of the one before. The two threads pass batches to each other through
+queues, and only the sync thread's outcome goes back to the event loop: on a
+busy loop each return to it costs about a millisecond, which a commit used to
+pay after each thread's step (bench/RESULTS.md, 21:40: 13 % more messages/s).
+
+A failed sync fails the batch's callers (451); their transaction is committed, so it may
+still be delivered (a duplicate, never a loss). A failed sync is also final
+(:class:`~postguard.queue.store.base.StoreFailed`): the kernel reports a writeback error
+once, so the next fdatasync could succeed although frames of the failed one never
+reached the disk, and SQLite's recovery drops every frame after the first bad one. From
+then on every write fails at once and the server stops; the restart recovers from the
+log on disk. An SQLite COMMIT whose own fsync failed (a checkpoint's) ends the store the
+same way. Worker processes forked from the server share one flag (an anonymous shared
+page mapped before the fork): once one of them has failed, no other acknowledges a sync
+that ends after that, even one that succeeded in its own process.
 
 A batch is first applied as a whole: the new messages in it with one
 ``executemany`` per table, then the other operations. The writer thread
@@ -54,7 +58,9 @@ import json
 import logging
 import mmap
 import os
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -248,22 +254,54 @@ def _settle(
             future.set_result(value)
 
 
+_Batch = list[tuple[_Op, asyncio.Future[Any]]]
+_STOP = None  # put on a thread's queue: finish what came before, then end
+
+
+@dataclass(slots=True)
+class _Committed:
+    """A batch the writer thread committed, for the sync thread to make durable."""
+
+    batch: _Batch
+    results: list[tuple[bool, Any]]
+
+
+@dataclass(slots=True)
+class _Flush:
+    """A flush of other files' file systems asked for with :meth:`_GroupWriter.flush`."""
+
+    paths: set[str]
+    done: asyncio.Future[None]
+
+
 class _GroupWriter:
-    """Runs write operations in one thread, many per transaction."""
+    """Runs write operations in one thread, many per transaction, and makes them durable
+    in a second thread.
+
+    The threads hand work to each other directly: the event loop puts an operation on
+    the writer thread's queue; the writer takes every operation waiting (up to the batch
+    limit), commits them in one transaction and puts the batch on the sync thread's queue,
+    then takes the next operations at once; the sync thread takes every committed batch
+    and flush waiting, makes them durable in one round, and passes the outcome back to
+    the event loop (``call_soon_threadsafe``), which answers the callers. A commit thus
+    waits for the event loop once, at the end, rather than after each thread's step: on
+    a busy loop each return to it costs about a millisecond, which is what a caller's
+    250 waited for twice more when the loop drove both steps.
+    """
 
     def __init__(self, path: Path, *, batch_limit: int = MAX_BATCH_OPERATIONS) -> None:
         self._batch_limit = batch_limit
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-queue-db")
         self._db: sqlite3.Connection | None = None
         self._lock_fd = -1
         self._path = path
-        self._pending: list[tuple[_Op, asyncio.Future[Any]]] = []
-        self._task: asyncio.Task[None] | None = None
-        self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-queue-sync")
-        self._unsynced: list[tuple[list[tuple[_Op, asyncio.Future[Any]]], list[Any]]] = []
-        self._flushes: list[tuple[set[str], asyncio.Future[None]]] = []
-        self._sync_task: asyncio.Task[None] | None = None
         self._wal_fd = -1
+        # Started on first use, in the process that uses them (threads do not survive a
+        # fork; the server forks its workers before any of them writes).
+        self._threads: tuple[threading.Thread, threading.Thread] | None = None
+        self._threads_pid = 0
+        self._ops: queue.SimpleQueue[tuple[_Op, asyncio.Future[Any]] | None] = queue.SimpleQueue()
+        self._syncs: queue.SimpleQueue[_Committed | _Flush | None] = queue.SimpleQueue()
+        self._closed = False
         self.transactions = 0  # for tests and benchmarks: commits actually made
         self.failure: StoreFailed | None = None
         self._failure_callbacks: list[Callable[[StoreFailed], None]] = []
@@ -274,17 +312,14 @@ class _GroupWriter:
         self._failure_callbacks.append(callback)
 
     def _fail(self, error: StoreFailed) -> None:
-        """End writing for good (module docstring): fail everything waiting, tell the
-        owner (the server stops), and fail every later write at once."""
+        """End writing for good (module docstring): tell the owner (the server stops), and
+        fail every later write at once (operations already queued fail as the threads
+        reach them). Event loop only."""
         if self.failure is not None:
             return
         self.failure = error
         self._failed_anywhere[0] = 1
         log_event(QueueEvent.STORE_FAILED, logging.CRITICAL, path=str(self._path), error=str(error))
-        pending, self._pending = self._pending, []
-        for _, future in pending:
-            if not future.done():
-                future.set_exception(error)
         for callback in self._failure_callbacks:
             asyncio.get_running_loop().call_soon(callback, error)
 
@@ -293,100 +328,174 @@ class _GroupWriter:
         if self.failure is None and self._failed_anywhere[0]:
             self._fail(StoreFailed("queue database: another process of this server failed"))
 
+    def _start(self) -> None:
+        if self._closed:
+            raise StoreFailed("queue database: the store is closed")
+        if self._threads is not None and self._threads_pid == os.getpid():
+            return
+        # A child forked after the threads started has copies of their queues but not the
+        # threads: start afresh (the parent's queued work stays the parent's).
+        self._ops, self._syncs = queue.SimpleQueue(), queue.SimpleQueue()
+        writer = threading.Thread(target=self._write_loop, name="pg-queue-db", daemon=True)
+        syncer = threading.Thread(target=self._sync_loop, name="pg-queue-sync", daemon=True)
+        self._threads, self._threads_pid = (writer, syncer), os.getpid()
+        writer.start()
+        syncer.start()
+
     async def run(self, op: Callable[[sqlite3.Connection], T] | _Insert) -> T:
         self._check_siblings()
         if self.failure is not None:
             raise self.failure
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._pending.append((op, future))
-        if self._task is None or self._task.done():
-            self._task = loop.create_task(self._drain())
+        self._start()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._ops.put((op, future))
         return await future
-
-    async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._pending:
-            batch = self._pending[: self._batch_limit]
-            del self._pending[: self._batch_limit]
-            if self.failure is not None:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(self.failure)
-                continue
-            try:
-                results = await loop.run_in_executor(self._thread, self._apply, batch)
-            except sqlite3.Error as exc:  # BEGIN/COMMIT failed: nobody's op is durable
-                error = storage_error(exc)
-                if getattr(exc, "sqlite_errorcode", None) in _SYNC_FAILURES:
-                    error = StoreFailed(f"queue database: {exc}")
-                    self._fail(error)
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            except BaseException as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(
-                            exc if isinstance(exc, Exception) else RuntimeError(str(exc))
-                        )
-                continue
-            # The batch is committed; it is durable once the WAL is synced. Syncs run in
-            # their own thread while the next batches are applied, and one sync covers
-            # every batch committed before it started (pipelined group commit).
-            self._unsynced.append((batch, results))
-            if self._sync_task is None or self._sync_task.done():
-                self._sync_task = loop.create_task(self._sync_committed())
 
     async def flush(self, paths: Sequence[str]) -> None:
         """Flush the file systems of ``paths`` in the next sync round (see the store)."""
         self._check_siblings()
         if self.failure is not None:
             raise self.failure
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        self._flushes.append((set(paths), done))
-        if self._sync_task is None or self._sync_task.done():
-            self._sync_task = loop.create_task(self._sync_committed())
+        self._start()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._syncs.put(_Flush(set(paths), done))
         await done
 
-    async def _sync_committed(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._unsynced or self._flushes:
-            group, self._unsynced = self._unsynced, []
-            flushes, self._flushes = self._flushes, []
-            paths = set().union(*(p for p, _ in flushes)) if flushes else set()
-            log_error: OSError | None = self.failure
-            path_errors: dict[str, OSError] = dict.fromkeys(paths, log_error) if log_error else {}
-            if log_error is None:  # after a failure, no later sync can be believed
-                sync_error: OSError | None
+    # ------------------------------------------------------------ writer thread
+
+    def _write_loop(self) -> None:
+        ops = self._ops
+        try:
+            while True:
+                first = ops.get()
+                if first is _STOP:
+                    return
+                batch = [first]
+                stop = False
+                while len(batch) < self._batch_limit:
+                    try:
+                        item = ops.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stop = True
+                        break
+                    batch.append(item)
+                self._commit(batch)
+                if stop:
+                    return
+        finally:
+            self._syncs.put(_STOP)  # after every batch this thread handed over
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def _commit(self, batch: _Batch) -> None:
+        """Commit ``batch`` and hand it to the sync thread, or fail its callers."""
+        loop = batch[0][1].get_loop()
+        if self.failure is not None or self._failed_anywhere[0]:
+            _to_loop(loop, self._refuse, batch)
+            return
+        try:
+            results = self._apply(batch)
+        except sqlite3.Error as exc:  # BEGIN/COMMIT failed: nobody's op is durable
+            _to_loop(loop, self._failed_commit, batch, exc)
+            return
+        except BaseException as exc:  # a bug: fail the callers, keep the thread
+            error = exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+            _to_loop(loop, _fail_all, batch, error)
+            return
+        self._syncs.put(_Committed(batch, results))
+
+    def _refuse(self, batch: _Batch) -> None:
+        """Event loop: the store failed before ``batch`` was applied."""
+        self._check_siblings()
+        assert self.failure is not None
+        _fail_all(batch, self.failure)
+
+    def _failed_commit(self, batch: _Batch, exc: sqlite3.Error) -> None:
+        """Event loop: the transaction of ``batch`` failed as a whole."""
+        error: BaseException = storage_error(exc)
+        if getattr(exc, "sqlite_errorcode", None) in _SYNC_FAILURES:
+            error = StoreFailed(f"queue database: {exc}")
+            self._fail(error)
+        _fail_all(batch, error)
+
+    # -------------------------------------------------------------- sync thread
+
+    def _sync_loop(self) -> None:
+        syncs = self._syncs
+        while True:
+            first = syncs.get()
+            if first is _STOP:
+                return
+            items = [first]
+            stop = False
+            while True:
                 try:
-                    path_errors, sync_error = await loop.run_in_executor(
-                        self._syncer, self._sync_round, paths
-                    )
-                except Exception as exc:  # a bug, not an I/O error: nobody is known durable
-                    sync_error = OSError(errno.EIO, f"sync failed: {exc}")
-                    path_errors = dict.fromkeys(paths, sync_error)
-                if sync_error is not None:
-                    log_error = StoreFailed(
-                        f"queue database: syncing {self._path.name}-wal failed: "
-                        f"{sync_error.strerror or sync_error}"
-                    )
-                    self._fail(log_error)
-                else:  # a sibling's failure known by now voids this round too
-                    self._check_siblings()
-                    log_error = self.failure
-            for batch, results in group:
-                _settle(batch, results, log_error)
-            for wanted, done in flushes:
-                failed = [path_errors[p] for p in sorted(wanted) if p in path_errors]
-                if done.done():
-                    continue
-                if failed:
-                    done.set_exception(failed[0])
-                else:
-                    done.set_result(None)
+                    item = syncs.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                items.append(item)
+            self._sync(items)
+            if stop:
+                return
+
+    def _sync(self, items: list[_Committed | _Flush]) -> None:
+        """One flush round for every batch committed and flush asked for since the last,
+        then the outcome to the event loop."""
+        committed = [i for i in items if isinstance(i, _Committed)]
+        flushes = [i for i in items if isinstance(i, _Flush)]
+        loop = (committed[0].batch[0][1] if committed else flushes[0].done).get_loop()
+        paths: set[str] = set().union(*(f.paths for f in flushes))
+        path_errors: dict[str, OSError] = {}
+        sync_error: OSError | None = None
+        # After a failure, no later sync can be believed (the event loop fails them all).
+        skipped = self.failure is not None or bool(self._failed_anywhere[0])
+        if not skipped:
+            try:
+                path_errors, sync_error = self._sync_round(paths)
+            except Exception as exc:  # a bug, not an I/O error: nobody is known durable
+                sync_error = OSError(errno.EIO, f"sync failed: {exc}")
+                path_errors = dict.fromkeys(paths, sync_error)
+        _to_loop(loop, self._synced, committed, flushes, path_errors, sync_error, skipped)
+
+    def _synced(
+        self,
+        committed: list[_Committed],
+        flushes: list[_Flush],
+        path_errors: dict[str, OSError],
+        sync_error: OSError | None,
+        skipped: bool,
+    ) -> None:
+        """Event loop: answer the callers of a sync round (``skipped``: not made, the
+        store had failed)."""
+        if sync_error is not None:
+            self._fail(
+                StoreFailed(
+                    f"queue database: syncing {self._path.name}-wal failed: "
+                    f"{sync_error.strerror or sync_error}"
+                )
+            )
+        else:  # a sibling's failure known by now voids this round too
+            self._check_siblings()
+        log_error: OSError | None = self.failure
+        if skipped:
+            assert log_error is not None
+            path_errors = dict.fromkeys(set().union(*(f.paths for f in flushes)), log_error)
+        for item in committed:
+            _settle(item.batch, item.results, log_error)
+        for flush in flushes:
+            failed = [path_errors[p] for p in sorted(flush.paths) if p in path_errors]
+            if flush.done.done():
+                continue
+            if failed:
+                flush.done.set_exception(failed[0])
+            else:
+                flush.done.set_result(None)
 
     def _sync_round(self, paths: set[str]) -> tuple[dict[str, OSError], OSError | None]:
         """One flush round: syncfs(2) of each file system in ``paths``, then the WAL's
@@ -465,21 +574,33 @@ class _GroupWriter:
         return results
 
     async def close(self) -> None:
-        if self._task is not None:
-            with contextlib.suppress(Exception):
-                await self._task
-        if self._sync_task is not None:
-            with contextlib.suppress(Exception):
-                await self._sync_task
-        loop = asyncio.get_running_loop()
-        if self._db is not None:
-            await loop.run_in_executor(self._thread, self._db.close)
+        """Finish every operation and flush asked for, then end both threads."""
+        self._closed = True
+        threads, self._threads = self._threads, None
+        if threads is not None and self._threads_pid == os.getpid():
+            self._ops.put(_STOP)  # the writer finishes, then stops the sync thread
+            for thread in threads:
+                await asyncio.to_thread(thread.join)
+            await asyncio.sleep(0)  # the answers of the threads' last rounds
+        if self._lock_fd >= 0:
             os.close(self._lock_fd)
+            self._lock_fd = -1
         if self._wal_fd >= 0:
             os.close(self._wal_fd)
             self._wal_fd = -1
-        self._thread.shutdown(wait=True)
-        self._syncer.shutdown(wait=True)
+
+
+def _to_loop(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
+    """Have ``callback(*args)`` run in ``loop`` (from a store thread); dropped if the loop
+    has been closed meanwhile (nobody is waiting any more)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback, *args)
+
+
+def _fail_all(batch: _Batch, error: BaseException) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(error)
 
 
 class SqliteQueueStore:
