@@ -432,7 +432,8 @@ def top_frames(raw: Path, limit: int = 12) -> dict[str, Any]:
 
     "event-loop" is the thread running the asyncio/uvloop loop (its CPU bounds throughput);
     "io-pool" is the ThreadPoolExecutor doing file work (mostly waiting in fsync: wall time,
-    not CPU). Self entries keep the line number, so a syscall shows where it is made.
+    not CPU); "queue-store" the queue store's writer and sync threads. Self entries keep
+    the line number, so a syscall shows where it is made.
     """
     if not raw.is_file():
         return {}
@@ -450,7 +451,11 @@ def top_frames(raw: Path, limit: int = 12) -> dict[str, Any]:
             continue
         total += count
         short = [_short_frame(f) for f in frames]
-        if any(f.startswith("_worker (futures/thread.py") for f in short):
+        if any(
+            f.startswith(("_GroupWriter._write_loop", "_GroupWriter._sync_loop")) for f in short
+        ):
+            kind = "queue-store"  # the store's writer and sync threads
+        elif any(f.startswith("_worker (futures/thread.py") for f in short):
             kind = "io-pool"
         elif any(f.startswith(("Runner.run (", "run (uvloop", "_run_loop (")) for f in short):
             kind = "event-loop"
