@@ -17,9 +17,12 @@ import importlib
 import os
 import shutil
 import subprocess
+from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from helpers.accounts import OAuthIssuer
 
 # Where each tool comes from, so the skip/fail message says how to fix it.
 DEBIAN_PACKAGES = {
@@ -107,3 +110,9 @@ def msmtp() -> str:
 @pytest.fixture
 def aiosmtplib() -> ModuleType:
     return require_module("aiosmtplib")
+
+
+@pytest.fixture
+def issuer(tmp_path: Path) -> OAuthIssuer:
+    """An identity provider for XOAUTH2 and OAUTHBEARER (a P-256 key and its JWKS file)."""
+    return OAuthIssuer.create(tmp_path / "idp")

@@ -28,11 +28,6 @@ OAUTH_USER = "alice@example.org"
 
 
 @pytest.fixture
-def issuer(tmp_path: Path) -> OAuthIssuer:
-    return OAuthIssuer.create(tmp_path / "idp")
-
-
-@pytest.fixture
 async def auth_server(server_factory, tmp_path: Path, issuer: OAuthIssuer):
     return await start_auth_server(server_factory, tmp_path / "accounts", oauth=issuer)
 

@@ -67,11 +67,6 @@ def nodemailer() -> str:
 
 
 @pytest.fixture
-def issuer(tmp_path: Path) -> OAuthIssuer:
-    return OAuthIssuer.create(tmp_path / "idp")
-
-
-@pytest.fixture
 async def auth_server(server_factory, tmp_path: Path, issuer: OAuthIssuer):
     return await start_auth_server(
         server_factory, tmp_path / "accounts", cram_md5=True, oauth=issuer

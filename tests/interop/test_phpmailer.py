@@ -108,11 +108,6 @@ def phpmailer() -> PhpMailer:
 
 
 @pytest.fixture
-def issuer(tmp_path: Path) -> OAuthIssuer:
-    return OAuthIssuer.create(tmp_path / "idp")
-
-
-@pytest.fixture
 async def auth_server(
     server_factory: Callable[..., Awaitable[InProcessServer]], tmp_path: Path, issuer: OAuthIssuer
 ) -> AuthServer:

@@ -60,6 +60,7 @@ import mmap
 import os
 import queue
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -85,6 +86,7 @@ from .base import (
 )
 
 T = TypeVar("T")
+W = TypeVar("W")
 BUSY_TIMEOUT_MS = 10_000  # another process (CLI, worker) may hold the write lock briefly
 MAX_BATCH_OPERATIONS = 512  # one transaction stays short enough to keep latency bounded
 
@@ -370,17 +372,7 @@ class _GroupWriter:
                 first = ops.get()
                 if first is _STOP:
                     return
-                batch = [first]
-                stop = False
-                while len(batch) < self._batch_limit:
-                    try:
-                        item = ops.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is _STOP:
-                        stop = True
-                        break
-                    batch.append(item)
+                batch, stop = _take_waiting(ops, first, self._batch_limit)
                 self._commit(batch)
                 if stop:
                     return
@@ -429,17 +421,7 @@ class _GroupWriter:
             first = syncs.get()
             if first is _STOP:
                 return
-            items = [first]
-            stop = False
-            while True:
-                try:
-                    item = syncs.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stop = True
-                    break
-                items.append(item)
+            items, stop = _take_waiting(syncs, first, sys.maxsize)
             self._sync(items)
             if stop:
                 return
@@ -588,6 +570,23 @@ class _GroupWriter:
         if self._wal_fd >= 0:
             os.close(self._wal_fd)
             self._wal_fd = -1
+
+
+def _take_waiting(
+    waiting: queue.SimpleQueue[W | None], first: W, limit: int
+) -> tuple[list[W], bool]:
+    """``first`` and what else is already waiting on ``waiting``, at most ``limit`` in all;
+    and whether the stop mark came among them (nothing after it is taken)."""
+    items = [first]
+    while len(items) < limit:
+        try:
+            item = waiting.get_nowait()
+        except queue.Empty:
+            break
+        if item is _STOP:
+            return items, True
+        items.append(item)
+    return items, False
 
 
 def _to_loop(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
