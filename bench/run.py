@@ -757,12 +757,10 @@ def main() -> int:
             sys.exit("bench: --flush-latency models one disk per process: use --workers 1")
         SERVER_ENV["LD_PRELOAD"] = str(build_slowflush())
         SERVER_ENV["SLOWFLUSH_US"] = str(int(args.flush_latency * 1000))
-    with contextlib.ExitStack() as stack:
-        parent = args.workdir
-        if args.disk == "journaled":
-            parent = stack.enter_context(disk.journaled_ext4(args.workdir))
-        return bench(args, smtpload, Path(parent) if parent else None)
-    return 0  # unreachable; mypy
+    if args.disk != "journaled":
+        return bench(args, smtpload, Path(args.workdir) if args.workdir else None)
+    with disk.journaled_ext4(args.workdir) as mount:
+        return bench(args, smtpload, mount)
 
 
 def bench(args: argparse.Namespace, smtpload: Path, parent: Path | None) -> int:

@@ -366,16 +366,8 @@ class _GroupWriter:
     # ------------------------------------------------------------ writer thread
 
     def _write_loop(self) -> None:
-        ops = self._ops
         try:
-            while True:
-                first = ops.get()
-                if first is _STOP:
-                    return
-                batch, stop = _take_waiting(ops, first, self._batch_limit)
-                self._commit(batch)
-                if stop:
-                    return
+            _serve(self._ops, self._batch_limit, self._commit)
         finally:
             self._syncs.put(_STOP)  # after every batch this thread handed over
             if self._db is not None:
@@ -416,15 +408,7 @@ class _GroupWriter:
     # -------------------------------------------------------------- sync thread
 
     def _sync_loop(self) -> None:
-        syncs = self._syncs
-        while True:
-            first = syncs.get()
-            if first is _STOP:
-                return
-            items, stop = _take_waiting(syncs, first, sys.maxsize)
-            self._sync(items)
-            if stop:
-                return
+        _serve(self._syncs, sys.maxsize, self._sync)
 
     def _sync(self, items: list[_Committed | _Flush]) -> None:
         """One flush round for every batch committed and flush asked for since the last,
@@ -572,21 +556,30 @@ class _GroupWriter:
             self._wal_fd = -1
 
 
-def _take_waiting(
-    waiting: queue.SimpleQueue[W | None], first: W, limit: int
-) -> tuple[list[W], bool]:
-    """``first`` and what else is already waiting on ``waiting``, at most ``limit`` in all;
-    and whether the stop mark came among them (nothing after it is taken)."""
-    items = [first]
-    while len(items) < limit:
-        try:
-            item = waiting.get_nowait()
-        except queue.Empty:
-            break
-        if item is _STOP:
-            return items, True
-        items.append(item)
-    return items, False
+def _serve(
+    waiting: queue.SimpleQueue[W | None], limit: int, handle: Callable[[list[W]], None]
+) -> None:
+    """A store thread's loop: wait for an item, take it with what else is already waiting
+    (at most ``limit`` in all), ``handle`` them together; end at the stop mark, after
+    handling what came before it."""
+    while True:
+        first = waiting.get()
+        if first is _STOP:
+            return
+        items = [first]
+        stop = False
+        while len(items) < limit:
+            try:
+                item = waiting.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                stop = True
+                break
+            items.append(item)
+        handle(items)
+        if stop:
+            return
 
 
 def _to_loop(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
