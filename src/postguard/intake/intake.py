@@ -76,11 +76,13 @@ class Submission:
         self._provenance = provenance
         self._received_at = time.time()
         self._incoming: IncomingMessage = intake.bodies.begin(self.queue_id)
-        self._headers = HeaderScanner()
+        # Only an authenticated submission may be completed (_missing_fields).
+        self._headers = HeaderScanner() if provenance.auth_identity is not None else None
 
     def write(self, data: bytes) -> None:
         """Append content (dot-unstuffed)."""
-        self._headers.feed(data)
+        if self._headers is not None:
+            self._headers.feed(data)
         self._incoming.write(data)
 
     def _missing_fields(self, hostname: str) -> bytes:
@@ -89,7 +91,7 @@ class Submission:
         servers (mx) is passed on as it came: RFC 5321 §6.4 lets only the originating or
         submission server add them, as Postfix (``local_header_rewrite_clients``) and
         Stalwart do."""
-        if self._provenance.auth_identity is None:
+        if self._headers is None:
             return b""
         fields = b""
         if not self._headers.has_message_id:
