@@ -67,3 +67,23 @@ async def test_s_client_handshake_is_tls13_with_verified_chain(openssl, mail_ser
     assert "Verification: OK" in result.stdout, result.describe()
     assert "Verify return code: 0 (ok)" in result.stdout, result.describe()
     assert "subject=CN = localhost" in result.stdout, result.describe()
+
+
+async def test_s_client_is_sent_the_certificate_alone_and_builds_the_path_itself(
+    openssl, mail_server
+) -> None:
+    # The development CA is the client's trust anchor, not part of what the server sends
+    # (RFC 8446 §4.4.2): the handshake carries one certificate, and verification still
+    # reaches the CA (depth 1) from the client's own -CAfile.
+    argv = s_client_argv(
+        openssl, mail_server.ports["mx"], str(mail_server.ca), "-nocommands", "-showcerts"
+    )
+    client = await LineTool.start(*argv)
+    await client.cmd("EHLO openssl.client.test", expect="250 ")
+    await client.cmd("QUIT", expect="221 2.0.0")
+    result = await client.finish()
+    assert result.returncode == 0, result.describe()
+    sent = result.stdout.count("-----BEGIN CERTIFICATE-----")
+    assert sent == 1, result.describe()
+    assert "depth=1 " in result.stdout + result.stderr, result.describe()
+    assert "Verify return code: 0 (ok)" in result.stdout, result.describe()

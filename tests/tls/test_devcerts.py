@@ -66,7 +66,7 @@ def test_server_certificate_covers_names_and_chains_to_the_ca(dev: DevCertificat
     chain = x509.load_pem_x509_certificates(dev.cert.read_bytes())
     ca = x509.load_pem_x509_certificate(dev.ca_cert.read_bytes())
     leaf = chain[0]
-    assert chain[1:] == [ca]
+    assert chain == [leaf]  # the CA is the client's trust anchor, not sent by the server
     leaf.verify_directly_issued_by(ca)
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["localhost"]
@@ -118,6 +118,21 @@ def test_adding_a_hostname_reissues_the_server_certificate_but_keeps_the_ca(
     assert after["key.pem"] != before["key.pem"]
     san = leaf_of(again).extensions.get_extension_for_class(x509.SubjectAlternativeName)
     assert san.value.get_values_for_type(x509.DNSName) == ["localhost", "mx.test"]
+
+
+def test_a_certificate_file_that_also_holds_the_ca_is_reissued_without_it(
+    dev: DevCertificates,
+) -> None:
+    # As versions before this one wrote it: the leaf, then the CA.
+    dev.cert.write_bytes(dev.cert.read_bytes() + dev.ca_cert.read_bytes())
+    before = snapshot(dev)
+    again = ensure_dev_certificates(dev.cert.parent)
+    after = snapshot(again)
+    assert after["ca.pem"] == before["ca.pem"]  # a CA already trusted keeps working
+    assert after["ca-key.pem"] == before["ca-key.pem"]
+    chain = x509.load_pem_x509_certificates(again.cert.read_bytes())
+    assert len(chain) == 1
+    chain[0].verify_directly_issued_by(x509.load_pem_x509_certificate(after["ca.pem"]))
 
 
 def test_a_subset_of_the_covered_names_needs_no_new_certificate(tmp_path: Path) -> None:

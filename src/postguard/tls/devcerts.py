@@ -8,7 +8,9 @@ write: it only reads and writes the four files below inside the directory it is 
 Files in ``directory``:
 
 * ``ca.pem`` / ``ca-key.pem``: the "postguard development CA" (ECDSA P-256, 10 years).
-* ``cert.pem``: the server certificate followed by the CA certificate (the chain).
+* ``cert.pem``: the server certificate alone. The CA is not sent in the handshake: a
+  client that trusts it has it already, and a root in the chain is only bytes on the
+  wire (RFC 8446 §4.4.2 lets a server leave out the trust anchor, and public servers do).
 * ``key.pem``: the server key (ECDSA P-256).
 
 Theory of operation: the call is idempotent. Existing files are reused when they parse,
@@ -75,7 +77,7 @@ class DevCertificates:
 
     Attributes:
         ca_cert: The development CA certificate (give it to clients as ``cafile``).
-        cert: The server certificate chain: leaf first, then the CA.
+        cert: The server certificate (the CA is not part of it: see the module docstring).
         key: The server private key (mode 0600).
     """
 
@@ -101,7 +103,7 @@ def ensure_dev_certificates(
             pass it to exercise expiry.
 
     Returns:
-        The paths of the CA certificate, the server chain and the server key.
+        The paths of the CA certificate, the server certificate and the server key.
 
     Raises:
         ValueError: No name was given, or an IP address does not parse.
@@ -132,11 +134,10 @@ def ensure_dev_certificates(
         ca_cert, ca_key = ca
         if not _server_certificate_is_usable(paths, ca_cert, names, addresses, when):
             leaf, leaf_key = _issue_server_certificate(ca_cert, ca_key, names, addresses, when)
-            chain = leaf.public_bytes(serialization.Encoding.PEM) + ca_cert.public_bytes(
-                serialization.Encoding.PEM
-            )
             _write_atomic(paths.key, _key_pem(leaf_key), _KEY_FILE_MODE)
-            _write_atomic(paths.cert, chain, _CERT_FILE_MODE)
+            _write_atomic(
+                paths.cert, leaf.public_bytes(serialization.Encoding.PEM), _CERT_FILE_MODE
+            )
     return paths
 
 
@@ -205,7 +206,10 @@ def _server_certificate_is_usable(
     addresses: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...],
     when: dt.datetime,
 ) -> bool:
-    """Tell whether the server chain and key on disk can be reused as they are."""
+    """Tell whether the server certificate and key on disk can be reused as they are.
+
+    A file that also holds the CA (as earlier versions wrote it) is reissued, so that the
+    handshake stops sending the CA; the CA itself, which clients trust, stays."""
     key = _read_key(paths.key)
     try:
         chain = x509.load_pem_x509_certificates(paths.cert.read_bytes())
@@ -221,7 +225,7 @@ def _server_certificate_is_usable(
         x509.ExtensionNotFound,
     ):
         return False
-    if key is None or not _public_keys_match(leaf, key) or chain[1:] != [ca_cert]:
+    if key is None or not _public_keys_match(leaf, key) or len(chain) != 1:
         return False
     covered_names = {name.lower() for name in san.get_values_for_type(x509.DNSName)}
     covered_addresses = set(san.get_values_for_type(x509.IPAddress))
