@@ -19,7 +19,11 @@ Options:
                         disk: the plain reading of "a handler that writes a Maildir file
                         with fsync before answering 250"); the table gives postguard's
                         msgs/s divided by each
-    --pipelining        let smtpload use PIPELINING where advertised (default off)
+    --no-pipelining     lockstep: one command, then wait for its reply (default: smtpload
+                        uses PIPELINING where the server advertises it, RFC 2920, as MTAs and
+                        mail libraries do, and as shared/README.md runs this very load;
+                        aiosmtpd does not advertise it, so the baselines are always driven in
+                        lockstep)
     --record            append a dated section to bench/RESULTS.md
     --profile           after measuring, profile postguard with py-spy in each mode
     --keep              keep the servers' data directories (printed) instead of deleting them
@@ -33,6 +37,8 @@ Options:
                         one flush at a time per process, concurrent callers covered by the
                         next flush, as ext4's journal merges them; the real call is still
                         made). One process each (--workers 1).
+    --workers N         postguard's [server] workers (default: one per CPU; 1 with
+                        --flush-latency)
     --disk KIND         where the servers' data directories live: "journaled" (a fresh
                         ext4 with its journal on a loop device, made for the run and
                         removed after it: bench/disk.py; needs root and e2fsprogs),
@@ -104,6 +110,9 @@ RCPT = "test@localhost"
 LISTENER_LINE = re.compile(r"^\s+mx\s+smtp://(\S+):(\d+)\s")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVER_ENV: dict[str, str] = {}  # extra environment of both servers (--flush-latency)
+
+
+PIPELINING_NOTE = "PIPELINING where advertised (postguard; aiosmtpd does not)"
 
 
 def _descendants(pid: int) -> list[int]:
@@ -649,7 +658,8 @@ def record(
         f"Python {info['python']} on {info['loop']}; postguard at {info['commit']}.",
         f"Load: smtpload, {args.concurrency} sessions, {args.size}-byte messages, "
         f"{args.duration} s measured after {args.warmup} s warm-up, {args.rounds} round(s), "
-        f"pipelining {'on' if args.pipelining else 'off'}, STARTTLS verifying the certificate; "
+        f"{PIPELINING_NOTE if args.pipelining else 'lockstep (no PIPELINING)'}, "
+        "STARTTLS verifying the certificate; "
         f"postguard with workers = {args.workers}; data on {args.data_file_system}"
         + (
             f"; **simulated flush latency {args.flush_latency:g} ms** (bench/slowflush)."
@@ -687,7 +697,12 @@ def parse_args() -> argparse.Namespace:
         help="comma-separated aiosmtpd baselines: pool (file work in a thread pool), "
         "inline (in handle_DATA, the event loop waits for the disk)",
     )
-    parser.add_argument("--pipelining", action="store_true", help="use PIPELINING")
+    parser.add_argument(
+        "--pipelining",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="use PIPELINING where the server advertises it (default; --no-pipelining: lockstep)",
+    )
     parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
     parser.add_argument("--profile", action="store_true", help="py-spy profile of postguard")
     parser.add_argument("--keep", action="store_true", help="keep the data directories")
@@ -719,9 +734,15 @@ def parse_args() -> argparse.Namespace:
         "directory; every component must be enterable by the user postguard drops to)",
     )
     parser.add_argument(
-        "--workers", type=int, default=1, help="postguard [server] workers (processes)"
+        "--workers",
+        type=int,
+        default=None,
+        help="postguard [server] workers (processes; default: one per CPU, or 1 with "
+        "--flush-latency)",
     )
     args = parser.parse_args()
+    if args.workers is None:
+        args.workers = 1 if args.flush_latency > 0 else (os.cpu_count() or 1)
     if args.disk in ("auto", "journaled"):
         why = disk.unavailable()
         if why is not None:
